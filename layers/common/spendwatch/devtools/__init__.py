@@ -1,0 +1,3 @@
+"""Local stand-ins for external services, used by `make demo`, tests and benchmarks;
+never shipped in the Lambda layer.
+"""

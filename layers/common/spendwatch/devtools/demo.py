@@ -1,0 +1,170 @@
+"""`spendwatch demo`: the whole pipeline on this machine, end to end, then exit.
+
+Simulated OpenAI organization and a local Slack stand-in by default; the real OpenAI API when
+`OPENAI_ADMIN_KEY` is set, and real Slack when `SLACK_WEBHOOK_URL` or `SLACK_BOT_TOKEN` + `SLACK_CHANNEL`
+are set. The handlers' own output (JSON logs and EMF metrics, as CloudWatch would show them) goes to
+`.demo/handlers.log`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from decimal import Decimal
+from pathlib import Path
+from typing import Any, TextIO
+
+from spendwatch.config import SpendwatchConfig, parse_config, resolve_local_config
+from spendwatch.devtools.pipeline import LocalPipeline, config_yaml
+from spendwatch.money import format_percent, format_usd, percent_of
+
+SIMULATED_ADMIN_KEY = "sk-admin-simulated-demo-key"
+LOG_PATH = Path(".demo/handlers.log")
+
+
+@dataclass
+class DemoSetup:
+    config: SpendwatchConfig
+    secrets: dict[str, str] = field(default_factory=dict)
+    handler_env: dict[str, str] = field(default_factory=dict)
+    sources: list[str] = field(default_factory=list)
+
+
+def simulated_config_text() -> str:
+    from spendwatch.devtools.simulated_org import DEFAULT_MONTHLY_BUDGET_USD  # noqa: PLC0415
+
+    return (
+        "version: 1\n"
+        "organizations:\n"
+        "  - id: simulated\n"
+        "    name: Simulated Org (demo)\n"
+        f"    budget: {{monthly_usd: {DEFAULT_MONTHLY_BUDGET_USD}, thresholds_percent: [50, 80, 100]}}\n"
+        "    channels: [slack]\n"
+        "channels:\n"
+        "  slack: {type: slack}\n"
+    )
+
+
+def openai_setup(env: Mapping[str, str], fake_openai: Any) -> DemoSetup:
+    if fake_openai is not None:
+        config = parse_config(simulated_config_text(), "demo config")
+        setup = DemoSetup(config, handler_env={"OPENAI_BASE_URL": fake_openai.base_url})
+        setup.secrets[config.organizations[0].admin_key_ref().parameter] = SIMULATED_ADMIN_KEY
+        setup.sources.append(
+            f"OpenAI:   simulated organization at {fake_openai.base_url} (set OPENAI_ADMIN_KEY for yours)"
+        )
+        return setup
+    config = resolve_local_config(env)
+    base_url = env.get("OPENAI_BASE_URL", "https://api.openai.com/v1")
+    setup = DemoSetup(config, handler_env={"OPENAI_BASE_URL": base_url})
+    for org in config.organizations:
+        for ref in (org.admin_key_ref(), org.session_key_ref()):
+            if env.get(ref.env):
+                setup.secrets[ref.parameter] = env[ref.env]
+    setup.sources.append(f"OpenAI:   the real API at {base_url} (keys from the environment)")
+    return setup
+
+
+def slack_setup(setup: DemoSetup, env: Mapping[str, str], fake_slack: Any) -> None:
+    for channel in setup.config.channels.values():
+        if fake_slack is not None:
+            setup.secrets[channel.webhook_url.parameter] = fake_slack.webhook_url
+        elif env.get("SLACK_WEBHOOK_URL"):
+            setup.secrets[channel.webhook_url.parameter] = env["SLACK_WEBHOOK_URL"]
+        else:
+            setup.secrets[channel.bot_token.parameter] = env["SLACK_BOT_TOKEN"]
+            setup.handler_env["SLACK_CHANNEL"] = env["SLACK_CHANNEL"]
+    setup.sources.append(
+        "Slack:    a local Slack stand-in; set SLACK_WEBHOOK_URL (or SLACK_BOT_TOKEN + SLACK_CHANNEL) to post for real"
+        if fake_slack is not None
+        else "Slack:    posting for real to your workspace"
+    )
+
+
+@contextlib.contextmanager
+def handler_output(log: TextIO) -> Iterator[None]:
+    with contextlib.redirect_stdout(log), contextlib.redirect_stderr(log):
+        yield
+
+
+def describe_poll(result: dict[str, Any], config: SpendwatchConfig) -> list[str]:
+    lines = [f"1. Poller handler ran for the scheduled time {result['poll_time']} and stored one snapshot per org:"]
+    for org in config.organizations:
+        figures = result["organizations"].get(org.id, {})
+        spent = figures.get("month_to_date_usd")
+        line = f"   {org.name}: month-to-date {format_usd(Decimal(spent)) if spent else 'unknown'}"
+        if spent and org.budget:
+            share = percent_of(Decimal(spent), org.budget.monthly_usd)
+            line += f" = {format_percent(share)} of the {format_usd(org.budget.monthly_usd)} monthly budget"
+        elif not org.budget:
+            line += " (no budget configured, so no budget rule to evaluate)"
+        if figures.get("failed_sources"):
+            line += f"; failed sources: {', '.join(figures['failed_sources'])}"
+        lines.append(line)
+    return lines
+
+
+def run_demo(environ: Mapping[str, str] | None = None, out: Callable[[str], None] = print) -> int:
+    from spendwatch.devtools.fake_openai import FakeOpenAI  # noqa: PLC0415
+    from spendwatch.devtools.fake_slack import FakeSlack  # noqa: PLC0415
+    from spendwatch.devtools.simulated_org import SimulatedOrg  # noqa: PLC0415
+    from spendwatch.errors import NothingCollectedError  # noqa: PLC0415
+
+    env = dict(os.environ if environ is None else environ)
+    poll_time = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
+    real_slack = bool(env.get("SLACK_WEBHOOK_URL") or (env.get("SLACK_BOT_TOKEN") and env.get("SLACK_CHANNEL")))
+    LOG_PATH.parent.mkdir(exist_ok=True)
+    out("spendwatch demo: poller -> DynamoDB -> stream -> alerter -> Slack, all on this machine\n")
+    with contextlib.ExitStack() as stack, LOG_PATH.open("w", encoding="utf-8") as log:
+        fake_openai = None
+        if not env.get("OPENAI_ADMIN_KEY"):
+            org = SimulatedOrg.default(poll_time)
+            fake_openai = stack.enter_context(FakeOpenAI(org, admin_key=SIMULATED_ADMIN_KEY))
+        fake_slack = None if real_slack else stack.enter_context(FakeSlack())
+        pipeline = stack.enter_context(LocalPipeline())
+        setup = openai_setup(env, fake_openai)
+        slack_setup(setup, env, fake_slack)
+        setup.sources.append(
+            f"DynamoDB: {pipeline.dynamodb_kind} at {pipeline.dynamodb_endpoint}, tables from template.yaml"
+        )
+        for line in setup.sources:
+            out(f"  {line}")
+        out(f"  Handler logs and metrics (as CloudWatch would show them): {LOG_PATH}\n")
+        pipeline.configure(config_yaml(setup.config), setup.secrets, setup.handler_env)
+        try:
+            with handler_output(log):
+                result = pipeline.poll(poll_time)
+        except NothingCollectedError as exc:
+            out(f"1. Poller handler: {exc}. The failures are listed in {LOG_PATH} and in the stored snapshot.")
+            return 1
+        for line in describe_poll(result, setup.config):
+            out(line)
+        with handler_output(log):
+            stats = pipeline.deliver()
+        out(f"2. Stream: {stats.delivered} snapshot INSERT(s) delivered to the alerter handler as Lambda-shaped events")
+        before = len(fake_slack.messages) if fake_slack else 0
+        if fake_slack is None:
+            out("3. Alerter ran; any alert was posted to your Slack channel.")
+        elif fake_slack.messages:
+            out(f"3. Alerter posted {len(fake_slack.messages)} Slack message(s). This is what Slack shows:\n")
+            for message in fake_slack.messages:
+                out("\n".join(f"   | {line}" for line in str(message.text or "").splitlines()) + "\n")
+        else:
+            out("3. Alerter: no threshold is crossed, so no message was sent.")
+        with handler_output(log):
+            pipeline.poll(poll_time)
+            again = pipeline.deliver()
+        repeats = (len(fake_slack.messages) - before) if fake_slack else 0
+        out(
+            f"4. Same scheduled poll again (a retry): {again.delivered - stats.delivered} new snapshot(s), "
+            f"{repeats} new message(s). One alert per state change."
+        )
+        dead = pipeline.dead_letters()
+        if dead:
+            out(f"   {len(dead)} record(s) reached the dead-letter queue; see {LOG_PATH}")
+            return 1
+    out("\nDone. To deploy: `sam build && sam deploy --guided` (docs/deploy.md).")
+    return 0

@@ -1,0 +1,92 @@
+"""Typed exceptions shared by every part of spendwatch.
+
+Messages name what failed and where, and never carry a secret: callers build them from status codes,
+error codes and field paths, not from request objects.
+"""
+
+from __future__ import annotations
+
+
+class SpendwatchError(Exception):
+    """Base class of every error spendwatch raises on purpose."""
+
+
+class ConfigError(SpendwatchError):
+    """The config file (or pushed config) is invalid; the message names file, field and problem."""
+
+    def __init__(self, source: str, problems: list[str]) -> None:
+        self.source = source
+        self.problems = problems
+        joined = "\n".join(f"  - {p}" for p in problems)
+        super().__init__(f"invalid config {source}:\n{joined}")
+
+
+class EnvironmentConfigError(SpendwatchError):
+    """A function's environment is missing or has an invalid variable."""
+
+
+class SecretNotFoundError(SpendwatchError):
+    """A secret was expected but neither the SSM parameter nor the environment variable holds it."""
+
+
+class SourceError(SpendwatchError):
+    """One data source of a poll failed; the poll records it and goes on with the others."""
+
+    kind = "error"
+    retryable = False
+
+    def __init__(self, source: str, detail: str) -> None:
+        self.source = source
+        self.detail = detail
+        super().__init__(f"{source}: {detail}")
+
+
+class AuthError(SourceError):
+    """The key was rejected (revoked, wrong type, missing scope, expired session key)."""
+
+    kind = "auth"
+
+
+class MalformedReplyError(SourceError):
+    """The reply was not the JSON shape the API documents (HTML page, truncated, wrong types)."""
+
+    kind = "malformed"
+
+
+class RateLimitedError(SourceError):
+    """429 persisted past the retry budget."""
+
+    kind = "rate_limited"
+    retryable = True
+
+
+class UnavailableError(SourceError):
+    """5xx, timeout or connection failure persisted past the retry budget."""
+
+    kind = "unavailable"
+    retryable = True
+
+
+class RequestRejectedError(SourceError):
+    """A 4xx other than auth and 429: our request was wrong or the resource does not exist."""
+
+    kind = "rejected"
+
+
+class NothingCollectedError(SpendwatchError):
+    """Every source of a poll failed, so no snapshot could be written."""
+
+
+class DeliveryError(SpendwatchError):
+    """A channel could not deliver a message. `retryable` tells the caller whether trying again may help."""
+
+    def __init__(self, channel: str, detail: str, *, retryable: bool, reason: str = "error") -> None:
+        self.channel = channel
+        self.detail = detail
+        self.retryable = retryable
+        self.reason = reason
+        super().__init__(f"channel {channel!r}: {detail} ({'retryable' if retryable else 'permanent'})")
+
+
+class SnapshotFormatError(SpendwatchError):
+    """A stored snapshot item cannot be read (unknown schema version or corrupted fields)."""

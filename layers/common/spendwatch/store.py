@@ -1,0 +1,181 @@
+"""DynamoDB access: the snapshots table (written by the poller) and the alert-state table (the alerter's
+notification log). The only module that talks to DynamoDB; it returns domain models, not raw items.
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import datetime
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any
+
+from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
+
+from spendwatch.alerts import AlertState
+from spendwatch.snapshot import Snapshot, org_pk
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb.client import DynamoDBClient
+
+_serializer = TypeSerializer()
+_deserializer = TypeDeserializer()
+
+
+def to_attribute_map(item: dict[str, Any]) -> dict[str, Any]:
+    return {key: _serializer.serialize(value) for key, value in item.items()}
+
+
+def from_attribute_map(image: dict[str, Any]) -> dict[str, Any]:
+    return {key: _deserializer.deserialize(value) for key, value in image.items()}
+
+
+def _client() -> DynamoDBClient:
+    import boto3  # noqa: PLC0415 - created on first use so importing the module stays cheap
+
+    return boto3.client("dynamodb")
+
+
+class SnapshotStore:
+    def __init__(self, table_name: str, client: DynamoDBClient | None = None) -> None:
+        self._table = table_name
+        self._client = client or _client()
+
+    def put_snapshot(self, snapshot: Snapshot, *, expires_at: int) -> bool:
+        """Write the snapshot once per (org, poll time). Returns False when it already existed.
+
+        A retried invocation for the same scheduled time therefore produces no second stream INSERT.
+        """
+        try:
+            self._client.put_item(
+                TableName=self._table,
+                Item=to_attribute_map(snapshot.to_item(expires_at=expires_at)),
+                ConditionExpression="attribute_not_exists(pk)",
+            )
+        except self._client.exceptions.ConditionalCheckFailedException:
+            return False
+        return True
+
+    def recent_snapshots(self, org_id: str, *, since: datetime, limit: int = 200) -> list[Snapshot]:
+        from spendwatch.snapshot import snapshot_sk  # noqa: PLC0415
+
+        response = self._client.query(
+            TableName=self._table,
+            KeyConditionExpression="pk = :pk AND sk >= :since",
+            ExpressionAttributeValues={":pk": {"S": org_pk(org_id)}, ":since": {"S": snapshot_sk(since)}},
+            ScanIndexForward=False,
+            Limit=limit,
+        )
+        return [Snapshot.from_item(from_attribute_map(item)) for item in response.get("Items", [])]
+
+
+class ClaimLostError(Exception):
+    """Another invocation changed or is sending this alert; the caller must not send."""
+
+
+class AlertStateStore:
+    """Conditional writes make "send once" hold across redeliveries and concurrent invocations.
+
+    Protocol per alert and channel: `claim` (optimistic on `version`, refused while another claim is
+    live), send, then `mark_sent` (bumps `version`) or `release` on failure. A crash between send and
+    `mark_sent` leaves a claim that lapses after the lease, so the alert is retried: a rare duplicate
+    rather than a miss.
+    """
+
+    def __init__(self, table_name: str, client: DynamoDBClient | None = None, *, lease_s: int = 180) -> None:
+        self._table = table_name
+        self._client = client or _client()
+        self._lease_s = lease_s
+
+    @staticmethod
+    def _key(org_id: str, key: str) -> dict[str, Any]:
+        return {"pk": {"S": org_pk(org_id)}, "sk": {"S": f"ALERT#{key}"}}
+
+    def get_many(self, org_id: str, keys: list[str]) -> dict[str, AlertState]:
+        if not keys:
+            return {}
+        states: dict[str, AlertState] = {}
+        unique = list(dict.fromkeys(keys))
+        for start in range(0, len(unique), 100):
+            request: Any = {self._table: {"Keys": [self._key(org_id, k) for k in unique[start : start + 100]]}}
+            while request:
+                response = self._client.batch_get_item(RequestItems=request)
+                for raw in response.get("Responses", {}).get(self._table, []):
+                    item = from_attribute_map(raw)
+                    state = _state_from_item(item)
+                    states[state.key] = state
+                request = response.get("UnprocessedKeys") or None
+        return states
+
+    def claim(self, org_id: str, key: str, *, expected_version: int, now: datetime, expires_at: int) -> None:
+        now_s = int(now.timestamp())
+        try:
+            self._client.update_item(
+                TableName=self._table,
+                Key=self._key(org_id, key),
+                UpdateExpression="SET pending_until = :until, expires_at = :exp, alert_key = :key",
+                ConditionExpression=(
+                    "(attribute_not_exists(version) OR version = :version) "
+                    "AND (attribute_not_exists(pending_until) OR pending_until < :now)"
+                ),
+                ExpressionAttributeValues={
+                    ":until": {"N": str(now_s + self._lease_s)},
+                    ":now": {"N": str(now_s)},
+                    ":version": {"N": str(expected_version)},
+                    ":exp": {"N": str(expires_at)},
+                    ":key": {"S": key},
+                },
+            )
+        except self._client.exceptions.ConditionalCheckFailedException:
+            raise ClaimLostError(key) from None
+
+    def mark_sent(
+        self, org_id: str, key: str, *, level: Decimal | None, firing: bool, now: datetime, reason: str
+    ) -> None:
+        values: dict[str, Any] = {
+            ":at": {"S": now.isoformat()},
+            ":firing": {"BOOL": firing},
+            ":one": {"N": "1"},
+            ":zero": {"N": "0"},
+            ":reason": {"S": reason},
+        }
+        set_level = "notified_level = :level" if level is not None else "notified_level = :null"
+        if level is not None:
+            values[":level"] = {"N": str(level)}
+        else:
+            values[":null"] = {"NULL": True}
+        self._client.update_item(
+            TableName=self._table,
+            Key=self._key(org_id, key),
+            UpdateExpression=(
+                f"SET {set_level}, notified_at = :at, firing = :firing, last_reason = :reason, "
+                "version = if_not_exists(version, :zero) + :one REMOVE pending_until"
+            ),
+            ExpressionAttributeValues=values,
+        )
+
+    def release(self, org_id: str, key: str) -> None:
+        self._client.update_item(
+            TableName=self._table, Key=self._key(org_id, key), UpdateExpression="REMOVE pending_until"
+        )
+
+
+def _state_from_item(item: dict[str, Any]) -> AlertState:
+    level = item.get("notified_level")
+    notified_at = item.get("notified_at")
+    pending = item.get("pending_until")
+    return AlertState(
+        key=str(item["alert_key"]),
+        version=int(item.get("version", 0)),
+        notified_level=Decimal(level) if level is not None else None,
+        notified_at=datetime.fromisoformat(str(notified_at)) if notified_at else None,
+        firing=bool(item.get("firing", False)),
+        pending_until=int(pending) if pending is not None else None,
+    )
+
+
+def ttl_epoch(now: datetime, days: int) -> int:
+    return int(now.timestamp()) + days * 86400
+
+
+def epoch_now() -> int:
+    return int(time.time())

@@ -1,0 +1,111 @@
+from __future__ import annotations
+
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+
+from spendwatch.config import config_from_environment, load_config_file, parse_config, resolve_local_config
+from spendwatch.errors import ConfigError
+
+REPO = Path(__file__).resolve().parents[2]
+
+VALID = """
+version: 1
+organizations:
+  - id: acme
+    name: Acme
+    budget: {monthly_usd: 250.10, thresholds_percent: [80, 50, 100]}
+    channels: [slack]
+channels:
+  slack: {type: slack, channel: "#spend"}
+"""
+
+
+def test_config_shipped_file_is_valid() -> None:
+    config = load_config_file(REPO / "config" / "spendwatch.yaml")
+    assert config.organizations[0].budget is not None
+
+
+def test_config_amounts_are_exact_decimals_and_thresholds_sorted() -> None:
+    config = parse_config(VALID, "t.yaml")
+    budget = config.organizations[0].budget
+    assert budget is not None
+    assert budget.monthly_usd == Decimal("250.10")
+    assert isinstance(budget.monthly_usd, Decimal)
+    assert budget.thresholds_percent == (Decimal(50), Decimal(80), Decimal(100))
+
+
+def test_config_default_secret_refs_use_org_id() -> None:
+    org = parse_config(VALID, "t.yaml").organizations[0]
+    assert org.admin_key_ref().parameter == "/spendwatch/acme/openai-admin-key"
+    assert org.admin_key_ref().env == "OPENAI_ADMIN_KEY"
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (
+            VALID.replace("[80, 50, 100]", "[50, 50]"),
+            "organizations[0].budget.thresholds_percent: thresholds must be unique",
+        ),
+        (
+            VALID.replace("[80, 50, 100]", "[0, 50]"),
+            "organizations[0].budget.thresholds_percent[0]: Input should be greater than 0",
+        ),
+        (
+            VALID.replace("[80, 50, 100]", "[50, 1001]"),
+            "thresholds_percent[1]: Input should be less than or equal to 1000",
+        ),
+        (VALID.replace("250.10", "-5"), "organizations[0].budget.monthly_usd: Input should be greater than 0"),
+        (VALID.replace("250.10", "lots"), "organizations[0].budget.monthly_usd: Input should be a valid decimal"),
+        (VALID.replace("id: acme", "id: Acme Corp"), "organizations[0].id: String should match pattern"),
+        (VALID.replace("channels: [slack]", "channels: [teams]"), "unknown channel 'teams'"),
+        (
+            VALID.replace("name: Acme", "name: Acme\n    budjet: 5"),
+            "organizations[0].budjet: Extra inputs are not permitted",
+        ),
+        (VALID.replace("type: slack", "type: pager"), "channels.slack.type: Input should be 'slack'"),
+        ("organizations: []\n", "organizations: Tuple should have at least 1 item"),
+        ("- just a list\n", "(top level): expected a mapping"),
+        (VALID + "organizations: []\n", "duplicate key 'organizations'"),
+        ("organizations: [\n", "line 2, column 1"),
+    ],
+)
+def test_config_invalid_names_file_field_and_problem(text: str, expected: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        parse_config(text, "config/bad.yaml")
+    message = str(caught.value)
+    assert message.startswith("invalid config config/bad.yaml:")
+    assert expected in message
+
+
+def test_config_duplicate_org_ids_rejected() -> None:
+    text = VALID.replace("organizations:\n", "organizations:\n  - {id: acme, name: Other}\n")
+    with pytest.raises(ConfigError, match="organization ids must be unique"):
+        parse_config(text, "t.yaml")
+
+
+def test_config_missing_file_is_a_config_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="file not found"):
+        load_config_file(tmp_path / "nope.yaml")
+
+
+def test_config_from_environment_describes_one_org() -> None:
+    config = config_from_environment(
+        {"OPENAI_ADMIN_KEY": "sk-admin-x", "SPENDWATCH_MONTHLY_BUDGET_USD": "120.5", "SLACK_WEBHOOK_URL": "http://x"}
+    )
+    org = config.organizations[0]
+    assert org.id == "default"
+    assert org.budget is not None and org.budget.monthly_usd == Decimal("120.5")
+    assert org.channels == ("slack",)
+
+
+def test_config_resolve_prefers_explicit_then_default_then_environment(tmp_path: Path) -> None:
+    explicit = tmp_path / "x.yaml"
+    explicit.write_text(VALID)
+    assert resolve_local_config({"SPENDWATCH_CONFIG": str(explicit)}, cwd=tmp_path).organizations[0].id == "acme"
+    assert resolve_local_config({"OPENAI_ADMIN_KEY": "k"}, cwd=tmp_path).organizations[0].id == "default"
+    with pytest.raises(ConfigError, match="OPENAI_ADMIN_KEY is not set"):
+        resolve_local_config({}, cwd=tmp_path)
+    assert resolve_local_config({}, cwd=REPO).organizations[0].id == "default"

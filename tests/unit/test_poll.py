@@ -1,0 +1,89 @@
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+from decimal import Decimal
+from typing import Any
+
+import pytest
+
+from spendwatch.config import parse_config
+from spendwatch.errors import MalformedReplyError
+from spendwatch.poll import collect_daily_costs, collect_snapshot
+
+WHEN = datetime(2026, 11, 21, 23, tzinfo=UTC)
+ORG = parse_config("organizations: [{id: acme, name: Acme}]", "t").organizations[0]
+
+
+class ScriptedClient:
+    """The two OpenAIClient methods poll uses, answering from prepared pages."""
+
+    def __init__(self, pages: list[Any] | Exception) -> None:
+        self.pages = pages
+        self.params: list[dict[str, Any]] = []
+
+    def iter_pages(self, path: str, params: dict[str, Any], *, source: str) -> Any:
+        self.params.append(params)
+        if isinstance(self.pages, Exception):
+            raise self.pages
+        yield from self.pages
+
+
+def bucket(day: int, *values: str) -> dict[str, Any]:
+    start = int(datetime(2026, 11, day, tzinfo=UTC).timestamp())
+    return {
+        "object": "bucket",
+        "start_time": start,
+        "end_time": start + 86400,
+        "results": [
+            {"object": "organization.costs.result", "amount": {"value": Decimal(v), "currency": "usd"}} for v in values
+        ],
+    }
+
+
+def test_collect_daily_costs_sums_exactly_across_pages() -> None:
+    pages = [{"data": [bucket(1, "0.1", "0.2"), bucket(2)]}, {"data": [bucket(3, "3.4182615", "5.1204")]}]
+    daily = collect_daily_costs(ScriptedClient(pages), datetime(2026, 11, 1, tzinfo=UTC), WHEN)  # type: ignore[arg-type]
+    assert [(d.day, d.amount_usd) for d in daily] == [
+        (date(2026, 11, 1), Decimal("0.3")),
+        (date(2026, 11, 2), Decimal(0)),
+        (date(2026, 11, 3), Decimal("8.5386615")),
+    ]
+
+
+def test_collect_daily_costs_query_is_the_utc_month_with_exclusive_end() -> None:
+    client = ScriptedClient([{"data": []}])
+    collect_snapshot(ORG, client, poll_time=WHEN, now=lambda: WHEN)  # type: ignore[arg-type]
+    assert client.params[0] == {
+        "start_time": int(datetime(2026, 11, 1, tzinfo=UTC).timestamp()),
+        "end_time": int(datetime(2026, 11, 22, tzinfo=UTC).timestamp()),
+        "bucket_width": "1d",
+        "limit": 31,
+    }
+
+
+@pytest.mark.parametrize(
+    ("mutate", "expected"),
+    [
+        (lambda b: b["results"][0]["amount"].update(value="12.3"), "amount.value is a string"),
+        (lambda b: b["results"][0]["amount"].update(value=None), "amount.value is null"),
+        (lambda b: b["results"][0]["amount"].update(currency="eur"), "currency is 'eur'"),
+        (lambda b: b.pop("results"), "results is not a list"),
+        (lambda b: b.update(start_time="x"), "start_time is a string"),
+    ],
+)
+def test_collect_snapshot_names_malformed_fields_and_keeps_going(mutate: Any, expected: str) -> None:
+    broken = bucket(1, "1.5")
+    mutate(broken)
+    snapshot = collect_snapshot(ORG, ScriptedClient([{"data": [broken]}]), poll_time=WHEN, now=lambda: WHEN)  # type: ignore[arg-type]
+    assert snapshot.month_to_date_usd is None
+    [failure] = snapshot.failures
+    assert failure.source == "costs"
+    assert failure.kind == "malformed"
+    assert expected in failure.detail
+
+
+def test_collect_snapshot_records_a_failed_source_instead_of_raising() -> None:
+    client = ScriptedClient(MalformedReplyError("costs", "reply is not JSON"))
+    snapshot = collect_snapshot(ORG, client, poll_time=WHEN, now=lambda: WHEN)  # type: ignore[arg-type]
+    assert snapshot.sources_ok == ()
+    assert snapshot.failures[0].detail == "reply is not JSON"
