@@ -33,7 +33,7 @@ def snapshot(name: str = "Acme") -> Snapshot:
         poll_time=WHEN,
         collected_at=WHEN,
         month_to_date_usd=Decimal("430.125"),
-        daily_costs_usd=(DailyCost(date(2026, 11, 21), Decimal("20")),),
+        daily_costs_usd=(DailyCost(day=date(2026, 11, 21), amount_usd=Decimal("20")),),
     )
 
 

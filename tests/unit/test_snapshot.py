@@ -19,10 +19,10 @@ def sample() -> Snapshot:
         collected_at=WHEN,
         month_to_date_usd=Decimal("12.30000001"),
         daily_costs_usd=(
-            DailyCost(date(2026, 11, 1), Decimal("10")),
-            DailyCost(date(2026, 11, 2), Decimal("2.30000001")),
+            DailyCost(day=date(2026, 11, 1), amount_usd=Decimal("10")),
+            DailyCost(day=date(2026, 11, 2), amount_usd=Decimal("2.30000001")),
         ),
-        failures=(SourceFailure("credit_grants", "auth", "session key expired"),),
+        failures=(SourceFailure(source="credit_grants", kind="auth", detail="session key expired"),),
         sources_ok=("costs",),
     )
 
@@ -55,10 +55,32 @@ def test_snapshot_newer_schema_is_refused_by_name() -> None:
 def test_snapshot_float_amount_is_refused() -> None:
     item = sample().to_item(expires_at=1)
     item["month_to_date_usd"] = 12.3
-    with pytest.raises(SnapshotFormatError, match="float"):
+    with pytest.raises(SnapshotFormatError, match="month_to_date_usd: Value error, amount is a float"):
         Snapshot.from_item(item)
+
+
+def test_snapshot_schema_1_items_are_still_read() -> None:
+    item = sample().to_item(expires_at=1)
+    item["schema_version"] = 1
+    item["daily_costs_usd"] = {"2026-11-01": Decimal("10"), "2026-11-02": Decimal("2.30000001")}
+    old = Snapshot.from_item(item)
+    assert old.daily_costs_usd == sample().daily_costs_usd
+    assert old.schema_version == 1
+
+
+def test_snapshot_item_has_only_dynamodb_native_types() -> None:
+    def walk(value: object) -> None:
+        assert not isinstance(value, float | datetime | date | tuple), type(value)
+        if isinstance(value, dict):
+            for v in value.values():
+                walk(v)
+        if isinstance(value, list):
+            for v in value:
+                walk(v)
+
+    walk(sample().to_item(expires_at=1))
 
 
 def test_snapshot_naive_time_is_refused() -> None:
     with pytest.raises(ValueError, match="naive"):
-        Snapshot("a", "a", datetime(2026, 1, 1), WHEN, None).to_item(expires_at=1)
+        Snapshot(org_id="a", org_name="a", poll_time=datetime(2026, 1, 1), collected_at=WHEN, month_to_date_usd=None)

@@ -59,7 +59,7 @@ def collect_daily_costs(client: OpenAIClient, start: datetime, end: datetime) ->
                     )
                 total += require_number(amount.get("value"), f"{where}.results[{row_index}].amount.value", COSTS_SOURCE)
             totals[day] = total
-    return tuple(DailyCost(day, amount) for day, amount in sorted(totals.items()))
+    return tuple(DailyCost(day=day, amount_usd=amount) for day, amount in sorted(totals.items()))
 
 
 def collect_snapshot(
@@ -79,7 +79,7 @@ def collect_snapshot(
         month_to_date = sum((d.amount_usd for d in daily), Decimal(0))
         sources_ok.append(COSTS_SOURCE)
     except SourceError as exc:
-        failures.append(SourceFailure(exc.source, exc.kind, exc.detail))
+        failures.append(SourceFailure(source=exc.source, kind=exc.kind, detail=exc.detail))
     return Snapshot(
         org_id=org.id,
         org_name=org.name,
