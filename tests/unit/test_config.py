@@ -65,7 +65,10 @@ def test_config_default_secret_refs_use_org_id() -> None:
             VALID.replace("name: Acme", "name: Acme\n    budjet: 5"),
             "organizations[0].budjet: Extra inputs are not permitted",
         ),
-        (VALID.replace("type: slack", "type: pager"), "channels.slack.type: Input should be 'slack'"),
+        (
+            VALID.replace("type: slack", "type: pager"),
+            "channels.slack: Input tag 'pager' found using 'type' does not match any of the expected tags: 'slack', 'email'",
+        ),
         ("organizations: []\n", "organizations: Tuple should have at least 1 item"),
         ("- just a list\n", "(top level): expected a mapping"),
         (VALID + "organizations: []\n", "duplicate key 'organizations'"),

@@ -7,6 +7,7 @@ environment-only fallback (one organization described by `OPENAI_ADMIN_KEY` and 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from datetime import date
 from decimal import Decimal
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -70,7 +71,35 @@ class SlackChannelConfig(_Model):
     mention: Annotated[str | None, Field(pattern=r"^<!(here|channel)>|<@[A-Z0-9]+>|<!subteam\^[A-Z0-9]+>$")] = None
 
 
-ChannelConfig = SlackChannelConfig
+class EmailChannelConfig(_Model):
+    """E-mail through Amazon SES (v2) from a verified identity."""
+
+    type: Literal["email"]
+    sender: Annotated[str, Field(pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")]
+    recipients: Annotated[
+        tuple[Annotated[str, Field(pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")], ...], Field(min_length=1, max_length=50)
+    ]
+    configuration_set: str | None = None
+    subject_prefix: Annotated[str, Field(max_length=60)] = "[spendwatch]"
+
+
+ChannelConfig = Annotated[SlackChannelConfig | EmailChannelConfig, Field(discriminator="type")]
+
+
+class DeclaredGrant(_Model):
+    """A prepaid credit grant declared by hand, for organizations polled without a session key."""
+
+    id: Annotated[str, Field(min_length=1, max_length=100)]
+    amount_usd: Annotated[Decimal, Field(gt=0)]
+    used_usd: Annotated[Decimal, Field(ge=0)] = Decimal(0)
+    expires_at: date
+    """UTC day on which the grant expires (OpenAI grants expire one year after purchase)"""
+    effective_at: date | None = None
+
+    @field_validator("amount_usd", "used_usd", mode="before")
+    @classmethod
+    def _no_float(cls, value: object) -> object:
+        return _reject_float(value)
 
 
 class OrganizationConfig(_Model):
@@ -82,6 +111,16 @@ class OrganizationConfig(_Model):
     session_key: SecretRef | None = None
     budget: BudgetConfig | None = None
     channels: tuple[str, ...] = ()
+    fallback_channel: str | None = None
+    """where to report that a main channel failed permanently (e.g. a revoked Slack token)"""
+    hard_limit_usd: Annotated[Decimal | None, Field(gt=0)] = None
+    """declared monthly hard limit, used when neither the admin API nor the subscription reports one"""
+    credit_grants: tuple[DeclaredGrant, ...] = ()
+
+    @field_validator("hard_limit_usd", mode="before")
+    @classmethod
+    def _no_float(cls, value: object) -> object:
+        return _reject_float(value)
 
     def admin_key_ref(self) -> SecretRef:
         return self.admin_key or SecretRef(parameter=f"/spendwatch/{self.id}/openai-admin-key", env="OPENAI_ADMIN_KEY")
@@ -106,7 +145,7 @@ class SpendwatchConfig(_Model):
         if duplicates:
             raise ValueError(f"organization ids must be unique, repeated: {duplicates}")
         for index, org in enumerate(self.organizations):
-            for name in org.channels:
+            for name in (*org.channels, *([org.fallback_channel] if org.fallback_channel else [])):
                 if name not in self.channels:
                     known = sorted(self.channels) or "none defined"
                     raise ValueError(f"organizations[{index}].channels: unknown channel {name!r} (known: {known})")

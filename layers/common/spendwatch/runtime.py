@@ -13,7 +13,7 @@ from typing import Annotated, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from spendwatch.config import ChannelConfig, SpendwatchConfig, parse_config
+from spendwatch.config import ChannelConfig, SlackChannelConfig, SpendwatchConfig, parse_config
 from spendwatch.errors import ConfigError, DeliveryError, EnvironmentConfigError
 from spendwatch.secrets import SecretSource
 from spendwatch.senders import Sender, SlackSender
@@ -107,6 +107,8 @@ def slack_sender_factory(
     env = os.environ if environ is None else environ
 
     def build(name: str, channel: ChannelConfig) -> Sender:
+        if not isinstance(channel, SlackChannelConfig):
+            raise DeliveryError(name, f"{channel.type} channels are not supported yet", retryable=False)
         try:
             webhook = secrets.get(channel.webhook_url)
             token = None if webhook else secrets.get(channel.bot_token)

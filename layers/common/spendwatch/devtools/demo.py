@@ -17,7 +17,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any, TextIO
 
-from spendwatch.config import SpendwatchConfig, parse_config, resolve_local_config
+from spendwatch.config import SlackChannelConfig, SpendwatchConfig, parse_config, resolve_local_config
 from spendwatch.devtools.pipeline import LocalPipeline, config_yaml
 from spendwatch.money import format_percent, format_usd, percent_of
 
@@ -70,6 +70,8 @@ def openai_setup(env: Mapping[str, str], fake_openai: Any) -> DemoSetup:
 
 def slack_setup(setup: DemoSetup, env: Mapping[str, str], fake_slack: Any) -> None:
     for channel in setup.config.channels.values():
+        if not isinstance(channel, SlackChannelConfig):
+            continue
         if fake_slack is not None:
             setup.secrets[channel.webhook_url.parameter] = fake_slack.webhook_url
         elif env.get("SLACK_WEBHOOK_URL"):
