@@ -164,3 +164,23 @@ def test_poller_never_logs_the_admin_key(
     for text in (out, err, logged, str(caught.value)):
         assert secret not in text
         assert "Bearer" not in text
+
+
+def test_poller_reads_the_admin_key_from_ssm_once_across_invocations(
+    pipeline: LocalPipeline, openai: FakeOpenAI, slack: FakeSlack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from aws_lambda_powertools.utilities.parameters.ssm import SSMProvider
+
+    reads: list[str] = []
+    original = SSMProvider._get
+
+    def counting_get(self: SSMProvider, name: str, *args: object, **kwargs: object) -> object:
+        reads.append(name)
+        return original(self, name, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(SSMProvider, "_get", counting_get)
+    configure_webhook(pipeline, openai, slack)
+    pipeline.poll(POLL_TIME)
+    pipeline.poll(POLL_TIME + timedelta(hours=1))
+    assert reads.count("/spendwatch/sim/openai-admin-key") == 1
+    assert all(ADMIN_KEY not in value for value in os.environ.values())

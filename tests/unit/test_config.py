@@ -112,3 +112,9 @@ def test_config_resolve_prefers_explicit_then_default_then_environment(tmp_path:
     with pytest.raises(ConfigError, match="OPENAI_ADMIN_KEY is not set"):
         resolve_local_config({}, cwd=tmp_path)
     assert resolve_local_config({}, cwd=REPO).organizations[0].id == "default"
+
+
+def test_config_item_errors_are_not_doubled_by_a_list_length_error() -> None:
+    with pytest.raises(ConfigError) as caught:
+        parse_config("organizations:\n  - {id: Bad Id, name: a}\n", "t.yaml")
+    assert caught.value.problems == ["organizations[0].id: String should match pattern '^[a-z0-9][a-z0-9-]{0,62}$'"]

@@ -215,7 +215,13 @@ def parse_config(text: str, source: str) -> SpendwatchConfig:
         return SpendwatchConfig.model_validate(data)
     except ValidationError as exc:
         problems = []
-        for error in exc.errors():
+        errors = exc.errors()
+        for error in errors:
+            loc = tuple(error["loc"])
+            if error["type"] == "too_short" and any(
+                len(e["loc"]) > len(loc) and tuple(e["loc"][: len(loc)]) == loc for e in errors
+            ):
+                continue  # a list whose items all failed also reports "too short": the item errors say it better
             message = str(error["msg"]).removeprefix("Value error, ")
             problems.append(f"{_format_location(tuple(error['loc']))}: {message}")
         raise ConfigError(source, problems) from None
