@@ -67,7 +67,7 @@ def test_config_default_secret_refs_use_org_id() -> None:
         ),
         (
             VALID.replace("type: slack", "type: pager"),
-            "channels.slack: Input tag 'pager' found using 'type' does not match any of the expected tags: 'slack', 'email'",
+            "channels.slack: Input tag 'pager' found using 'type' does not match any of the expected tags",
         ),
         ("organizations: []\n", "organizations: Tuple should have at least 1 item"),
         ("- just a list\n", "(top level): expected a mapping"),
