@@ -1,8 +1,8 @@
 """`make bench`: run every benchmark and print its figures."""
 
-from bench import cold_start, pipeline_latency
+from bench import alerter, cold_start, pipeline_latency, poll
 
-for module in (cold_start, pipeline_latency):
+for module in (cold_start, pipeline_latency, poll, alerter):
     print(f"== {module.__name__}")
     module.main()
     print()

@@ -1,4 +1,8 @@
-"""Poller Lambda: on each schedule tick, poll every configured OpenAI organization and store a snapshot."""
+"""Poller Lambda: each schedule tick queues one poll per organization; each queued poll stores a snapshot.
+
+The same function handles the Scheduled Event (fan-out), the poll queue's SQS batches and manual
+`{"org_id": ...}` invokes; `PollerApp.handle` tells them apart by the event's shape.
+"""
 
 from __future__ import annotations
 
@@ -24,4 +28,4 @@ def app() -> PollerApp:
 @logger.inject_lambda_context(clear_state=True)
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    return app().run(event, remaining_ms=context.get_remaining_time_in_millis)
+    return app().handle(event, context)

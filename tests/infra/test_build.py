@@ -89,7 +89,7 @@ def test_layer_makefile_installs_without_dependency_resolution(repo_root: Path) 
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("function", ["PollerFunction", "AlerterFunction"])
+@pytest.mark.parametrize("function", ["PollerFunction", "AlerterFunction", "WatchdogFunction"])
 def test_build_function_artifact_has_handler(build_dir: Path, function: str) -> None:
     artifact = build_dir / function
     assert (artifact / "handler.py").is_file()

@@ -133,7 +133,8 @@ def test_poller_failed_costs_source_is_stored_and_the_invocation_fails(
     pipeline: LocalPipeline, openai: FakeOpenAI, slack: FakeSlack
 ) -> None:
     configure_webhook(pipeline, openai, slack)
-    openai.server_error("/v1/organization/costs", status=502, times=None)
+    # Every admin endpoint down (the config has no session key): nothing is collected, so the invocation fails.
+    openai.server_error("/v1/organization", status=502, times=None)
     with pytest.raises(NothingCollectedError, match="sim"):
         pipeline.poll(POLL_TIME)
     item = boto3.client("dynamodb").get_item(

@@ -8,6 +8,7 @@ import pytest
 
 from spendwatch.config import parse_config
 from spendwatch.errors import MalformedReplyError
+from spendwatch.openai_api import NotFoundError
 from spendwatch.poll import collect_daily_costs, collect_snapshot
 
 WHEN = datetime(2026, 11, 21, 23, tzinfo=UTC)
@@ -15,17 +16,29 @@ ORG = parse_config("organizations: [{id: acme, name: Acme}]", "t").organizations
 
 
 class ScriptedClient:
-    """The two OpenAIClient methods poll uses, answering from prepared pages."""
+    """Answers the month's daily costs query from prepared pages; every other source finds nothing."""
 
     def __init__(self, pages: list[Any] | Exception) -> None:
         self.pages = pages
         self.params: list[dict[str, Any]] = []
 
+    def has_key(self, auth: str) -> bool:
+        return auth == "admin"
+
     def iter_pages(self, path: str, params: dict[str, Any], *, source: str) -> Any:
         self.params.append(params)
+        if source != "costs":
+            yield {"data": []}
+            return
         if isinstance(self.pages, Exception):
             raise self.pages
         yield from self.pages
+
+    def iter_list(self, path: str, params: dict[str, Any], *, source: str) -> Any:
+        return iter(())
+
+    def get_json(self, path: str, params: Any, *, source: str, endpoint: Any = None) -> Any:
+        raise NotFoundError(source, "not found (404)")  # no spend limit set
 
 
 def bucket(day: int, *values: str) -> dict[str, Any]:
@@ -42,7 +55,7 @@ def bucket(day: int, *values: str) -> dict[str, Any]:
 
 def test_collect_daily_costs_sums_exactly_across_pages() -> None:
     pages = [{"data": [bucket(1, "0.1", "0.2"), bucket(2)]}, {"data": [bucket(3, "3.4182615", "5.1204")]}]
-    daily = collect_daily_costs(ScriptedClient(pages), datetime(2026, 11, 1, tzinfo=UTC), WHEN)  # type: ignore[arg-type]
+    daily = collect_daily_costs(ScriptedClient(pages), datetime(2026, 11, 1, tzinfo=UTC), WHEN)
     assert [(d.day, d.amount_usd) for d in daily] == [
         (date(2026, 11, 1), Decimal("0.3")),
         (date(2026, 11, 2), Decimal(0)),
@@ -52,13 +65,13 @@ def test_collect_daily_costs_sums_exactly_across_pages() -> None:
 
 def test_collect_daily_costs_query_is_the_utc_month_with_exclusive_end() -> None:
     client = ScriptedClient([{"data": []}])
-    collect_snapshot(ORG, client, poll_time=WHEN, now=lambda: WHEN)  # type: ignore[arg-type]
-    assert client.params[0] == {
+    collect_snapshot(ORG, client, poll_time=WHEN, now=lambda: WHEN)
+    assert {
         "start_time": int(datetime(2026, 11, 1, tzinfo=UTC).timestamp()),
         "end_time": int(datetime(2026, 11, 22, tzinfo=UTC).timestamp()),
         "bucket_width": "1d",
         "limit": 31,
-    }
+    } in client.params
 
 
 @pytest.mark.parametrize(
@@ -74,9 +87,9 @@ def test_collect_daily_costs_query_is_the_utc_month_with_exclusive_end() -> None
 def test_collect_snapshot_names_malformed_fields_and_keeps_going(mutate: Any, expected: str) -> None:
     broken = bucket(1, "1.5")
     mutate(broken)
-    snapshot = collect_snapshot(ORG, ScriptedClient([{"data": [broken]}]), poll_time=WHEN, now=lambda: WHEN)  # type: ignore[arg-type]
+    snapshot = collect_snapshot(ORG, ScriptedClient([{"data": [broken]}]), poll_time=WHEN, now=lambda: WHEN)
     assert snapshot.month_to_date_usd is None
-    [failure] = snapshot.failures
+    [failure] = snapshot.failures  # the other sources answered
     assert failure.source == "costs"
     assert failure.kind == "malformed"
     assert expected in failure.detail
@@ -84,6 +97,8 @@ def test_collect_snapshot_names_malformed_fields_and_keeps_going(mutate: Any, ex
 
 def test_collect_snapshot_records_a_failed_source_instead_of_raising() -> None:
     client = ScriptedClient(MalformedReplyError("costs", "reply is not JSON"))
-    snapshot = collect_snapshot(ORG, client, poll_time=WHEN, now=lambda: WHEN)  # type: ignore[arg-type]
-    assert snapshot.sources_ok == ()
+    snapshot = collect_snapshot(ORG, client, poll_time=WHEN, now=lambda: WHEN)
+    assert "costs" not in snapshot.sources_ok
+    assert snapshot.month_to_date_usd is None
+    assert snapshot.failures[0].source == "costs"
     assert snapshot.failures[0].detail == "reply is not JSON"

@@ -2,23 +2,30 @@
 
 Non-INSERT records and non-snapshot items are ignored (the mapping's filter should already drop them).
 A record that cannot be read, or whose delivery failed, raises so the batch processor reports it.
+
+Each organization's main channels are wrapped in `FallbackSender` when it names a `fallback_channel`:
+a permanent failure of a main channel (revoked token, archived channel) is then reported once through
+the fallback, and the record still fails so it is retried and finally dead-lettered.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 from spendwatch.alerting import DeliveryFailedError, Outcome, SenderFactory, process_snapshot
 from spendwatch.config import SpendwatchConfig
 from spendwatch.errors import SnapshotFormatError, SpendwatchError
+from spendwatch.notices import record_delivery_failure, with_fallback
 from spendwatch.observability import logger, metrics
-from spendwatch.runtime import AlerterEnv, SsmConfigSource, slack_sender_factory, utc_now
+from spendwatch.rules import history_since
+from spendwatch.runtime import AlerterEnv, SsmConfigSource, sender_factory, utc_now
 from spendwatch.secrets import SsmSecrets
+from spendwatch.senders import Pacer
 from spendwatch.snapshot import ITEM_KIND, Snapshot
-from spendwatch.store import AlertStateStore, from_attribute_map
+from spendwatch.store import AlertStateStore, SnapshotStore, from_attribute_map
 
 SAFETY_MARGIN_S = 3.0
 
@@ -33,17 +40,23 @@ class AlerterApp:
     states: AlertStateStore
     sender_for: Callable[[Callable[[], float]], SenderFactory]
     now: Callable[[], datetime] = utc_now
+    pacer: Pacer = field(default_factory=Pacer)
+    snapshots: SnapshotStore | None = None
+    """read for the org's recent history (streak and baseline rules); None evaluates the snapshot alone"""
 
     @classmethod
     def from_environment(cls) -> AlerterApp:
         env = AlerterEnv.from_environ()
         secrets = SsmSecrets()
+        pacer = Pacer()
         return cls(
             config=SsmConfigSource(env.spendwatch_config_parameter).get,
             states=AlertStateStore(env.alert_state_table),
-            sender_for=lambda remaining: slack_sender_factory(
-                secrets, api_base_url=env.slack_api_base_url, remaining_s=remaining
+            sender_for=lambda remaining: sender_factory(
+                secrets, api_base_url=env.slack_api_base_url, remaining_s=remaining, pacer=pacer
             ),
+            pacer=pacer,
+            snapshots=SnapshotStore(env.snapshots_table),
         )
 
     def handle_record(self, record: dict[str, Any], remaining_ms: Callable[[], int] | None = None) -> Outcome | None:
@@ -62,8 +75,21 @@ class AlerterApp:
 
         if remaining_s() <= 0:
             raise OutOfTimeError("less than the safety margin left; failing the record so it is retried")
+        config = self.config()
+        senders = self.sender_for(remaining_s)
+        try:
+            org = config.organization(snapshot.org_id)
+        except KeyError:
+            pass  # process_snapshot ignores snapshots of organizations no longer configured
+        else:
+            senders = with_fallback(senders, config=config, org=org, states=self.states, now=self.now)
         outcome = process_snapshot(
-            snapshot, config=self.config(), states=self.states, sender_for=self.sender_for(remaining_s), now=self.now
+            snapshot,
+            config=config,
+            states=self.states,
+            sender_for=senders,
+            now=self.now,
+            history=self._history(snapshot),
         )
         for channel, alerts in outcome.sent:
             metrics.add_metric(name="AlertsSent", unit="Count", value=len(alerts))
@@ -74,15 +100,17 @@ class AlerterApp:
                 alerts=[f"{a.observation.rule_id}:{a.reason.value}:{a.level}" for a in alerts],
             )
         if outcome.failures:
-            metrics.add_metric(name="DeliveryFailures", unit="Count", value=len(outcome.failures))
             for failure in outcome.failures:
-                logger.error(
-                    "delivery failed",
-                    org_id=snapshot.org_id,
-                    channel=failure.channel,
-                    reason=failure.reason,
-                    retryable=failure.retryable,
-                    detail=failure.detail,
-                )
+                record_delivery_failure(failure, org_id=snapshot.org_id)
             raise DeliveryFailedError(outcome.failures)
         return outcome
+
+    def _history(self, snapshot: Snapshot) -> list[Snapshot] | None:
+        if self.snapshots is None:
+            return None
+        try:
+            return self.snapshots.recent_snapshots(snapshot.org_id, since=history_since(snapshot), limit=64)
+        except SnapshotFormatError as exc:
+            # One unreadable old item must not block every later alert: evaluate without history.
+            logger.warning("history unreadable", org_id=snapshot.org_id, error=str(exc))
+            return None

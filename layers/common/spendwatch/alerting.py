@@ -1,20 +1,24 @@
 """Turning one snapshot into notifications: evaluate rules, decide per alert and channel, claim, send, record.
 
-Order follows Alertmanager: decide against the notification log, send, and only then record the
-notification; a failed send releases its claim so the stream retry delivers it.
+Order follows Alertmanager: silences are applied in the decision, each decision is taken against the
+notification log (AlertStateTable, one item per alert key and channel), the alerts due on a channel are
+claimed and sent as *one* message, and only then recorded; a failed send releases its claims so the
+stream retry delivers them. A state change that needs no message (a resolve with `send_resolved` off)
+is claimed and recorded without a send.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
-from spendwatch.config import ChannelConfig, SpendwatchConfig
-from spendwatch.decide import NotifyPolicy, Reason, should_notify
+from spendwatch.config import ChannelConfig, EmailChannelConfig, OrganizationConfig, SpendwatchConfig
+from spendwatch.decide import Action, NotifyPolicy, Reason, should_notify
 from spendwatch.errors import DeliveryError
-from spendwatch.render import Alert, build_message
-from spendwatch.rules import evaluate
+from spendwatch.render import Alert, EmailContent, Message, build_message, render_email
+from spendwatch.rules import RULE_SECTION, Observation, evaluate
 from spendwatch.senders import Sender
 from spendwatch.snapshot import Snapshot
 from spendwatch.store import AlertStateStore, ClaimLostError
@@ -31,6 +35,12 @@ class Outcome:
     sent: list[tuple[str, list[Alert]]] = field(default_factory=list)
     skipped_claims: list[str] = field(default_factory=list)
     failures: list[DeliveryError] = field(default_factory=list)
+    recorded: list[tuple[str, Alert]] = field(default_factory=list)
+    """state changes recorded without a message (resolves with send_resolved off), per channel"""
+    silenced: list[str] = field(default_factory=list)
+    """alert keys (with channel) whose notification a silence held back"""
+    superseded_by: datetime | None = None
+    """set when a newer snapshot of the same org and month exists: this one was not evaluated"""
 
 
 class DeliveryFailedError(Exception):
@@ -41,9 +51,44 @@ class DeliveryFailedError(Exception):
         super().__init__("; ".join(str(f) for f in failures))
 
 
-def policy_for(rule_id: str) -> NotifyPolicy:
-    # Budgets follow AWS Budgets: once per threshold per month, no repeats, no resolves.
-    return NotifyPolicy()
+def policy_for(
+    rule_id: str,
+    org: OrganizationConfig | None = None,
+    config: SpendwatchConfig | None = None,
+    now: datetime | None = None,
+) -> NotifyPolicy:
+    """The rule's repeat interval and resolve setting for this org, and the end of a matching silence."""
+    section = RULE_SECTION.get(rule_id)
+    if org is None or section is None:
+        return NotifyPolicy()  # budgets follow AWS Budgets: once per threshold per month, no resolves
+    options = org.rules.options(section)
+    silenced_until = None
+    if config is not None and now is not None:
+        ends = [s.until for s in config.silences if s.matches(org.id, section, now)]
+        silenced_until = max(ends) if ends else None
+    return NotifyPolicy(
+        repeat_interval=options.repeat_interval or None,
+        send_resolved=options.send_resolved,
+        silenced_until=silenced_until,
+    )
+
+
+def superseding(snapshot: Snapshot, history: Sequence[Snapshot]) -> datetime | None:
+    """The poll time of a newer snapshot of the same org and month in `history`, if any.
+
+    A record that arrives after a newer snapshot was written (a backlog after an outage, a replayed
+    batch) is not evaluated: the newer snapshot carries the current state, so alerts of a batch are
+    grouped into the newest snapshot's one message and stale figures are never sent.
+    """
+    newer = [
+        s.poll_time
+        for s in history
+        if s.org_id == snapshot.org_id
+        and s.poll_time > snapshot.poll_time
+        and s.period == snapshot.period
+        and (s.month_to_date_usd is not None or snapshot.month_to_date_usd is None)
+    ]
+    return max(newer) if newer else None
 
 
 def process_snapshot(
@@ -53,55 +98,113 @@ def process_snapshot(
     states: AlertStateStore,
     sender_for: SenderFactory,
     now: Callable[[], datetime],
+    history: Sequence[Snapshot] | None = None,
 ) -> Outcome:
+    """Evaluate, decide, claim, send one grouped message per channel, record.
+
+    `history`: recent snapshots of the same org (`SnapshotStore.recent_snapshots(org_id,
+    since=rules.history_since(snapshot))`); without it, rules that need earlier polls (failing-source
+    streaks, a baseline across the month boundary) see only this snapshot, and superseded records are
+    still evaluated.
+    """
     outcome = Outcome()
     try:
         org = config.organization(snapshot.org_id)
     except KeyError:
         return outcome  # the org was removed from the config after this snapshot was taken
-    observations = evaluate(snapshot, org)
-    if not observations:
+    earlier = list(history or ())
+    outcome.superseded_by = superseding(snapshot, earlier)
+    if outcome.superseded_by is not None:
         return outcome
     moment = now()
-    expires_at = int(moment.timestamp()) + ALERT_STATE_RETENTION_DAYS * 86400
+    observations = evaluate(snapshot, org, history=earlier, now=moment)
+    if not observations:
+        return outcome
+    policies = {obs.rule_id: policy_for(obs.rule_id, org, config, moment) for obs in observations}
     for channel_name in org.channels:
-        keyed = {f"{obs.key}#{channel_name}": obs for obs in observations}
-        previous = states.get_many(org.id, list(keyed))
-        pending: list[tuple[str, Alert]] = []
-        for key, obs in keyed.items():
-            prior = previous.get(key)
-            decision = should_notify(prior, obs, policy_for(obs.rule_id), moment)
-            if decision.reason is None:
-                continue
-            try:
-                states.claim(
-                    org.id, key, expected_version=prior.version if prior else 0, now=moment, expires_at=expires_at
-                )
-            except ClaimLostError:
-                outcome.skipped_claims.append(key)
-                continue
-            pending.append((key, Alert(obs, decision.reason, decision.level)))
+        pending = _claim_due(
+            org, channel_name, observations, policies=policies, states=states, moment=moment, outcome=outcome
+        )
         if not pending:
             continue
         alerts = [alert for _, alert in pending]
+        channel = config.channels[channel_name]
         try:
-            sender = sender_for(channel_name, config.channels[channel_name])
-            sender.send(
-                build_message(snapshot, alerts, mention=getattr(config.channels[channel_name], "mention", None))
-            )
+            sender = sender_for(channel_name, channel)
+            deliver: Callable[[Any], None] = sender.send  # an e-mail sender takes `EmailContent`
+            deliver(render_for(channel, snapshot, alerts, now=moment, org=org))
         except DeliveryError as exc:
-            for key, _ in pending:
-                states.release(org.id, key)
+            _release(states, org.id, pending)
             outcome.failures.append(exc)
             continue
+        except BaseException:
+            _release(states, org.id, pending)  # an unexpected error must not leave claims to lapse first
+            raise
         for key, alert in pending:
-            states.mark_sent(
-                org.id,
-                key,
-                level=alert.level,
-                firing=alert.reason is not Reason.RESOLVED,
-                now=moment,
-                reason=alert.reason.value,
-            )
+            _record(states, org.id, key, alert, moment)
         outcome.sent.append((channel_name, alerts))
     return outcome
+
+
+def _claim_due(
+    org: OrganizationConfig,
+    channel_name: str,
+    observations: list[Observation],
+    *,
+    policies: dict[str, NotifyPolicy],
+    states: AlertStateStore,
+    moment: datetime,
+    outcome: Outcome,
+) -> list[tuple[str, Alert]]:
+    """Decide every alert on one channel; claim those with a change; record the silent ones at once.
+
+    Returns the claimed (key, alert) pairs that must be sent, as one message, before they are recorded.
+    """
+    expires_at = int(moment.timestamp()) + ALERT_STATE_RETENTION_DAYS * 86400
+    keyed: dict[str, Observation] = {f"{obs.key}#{channel_name}": obs for obs in observations}
+    previous = states.get_many(org.id, list(keyed))
+    pending: list[tuple[str, Alert]] = []
+    for key, obs in keyed.items():
+        prior = previous.get(key)
+        decision = should_notify(prior, obs, policies[obs.rule_id], moment)
+        if decision.reason is Reason.SILENCED:
+            outcome.silenced.append(key)
+        if decision.action is Action.NONE or decision.reason is None:
+            continue
+        try:
+            states.claim(org.id, key, expected_version=prior.version if prior else 0, now=moment, expires_at=expires_at)
+        except ClaimLostError:
+            outcome.skipped_claims.append(key)
+            continue
+        alert = Alert(obs, decision.reason, decision.level)
+        if decision.action is Action.RECORD:
+            _record(states, org.id, key, alert, moment)
+            outcome.recorded.append((channel_name, alert))
+        else:
+            pending.append((key, alert))
+    return pending
+
+
+def render_for(
+    channel: ChannelConfig, snapshot: Snapshot, alerts: list[Alert], *, now: datetime, org: OrganizationConfig
+) -> Message | EmailContent:
+    """The payload a channel reads: a Slack Block Kit message, or an e-mail (subject, text, HTML)."""
+    if isinstance(channel, EmailChannelConfig):
+        return render_email(snapshot, alerts, now=now, org=org, subject_prefix=channel.subject_prefix)
+    return build_message(snapshot, alerts, mention=channel.mention, now=now, org=org)
+
+
+def _record(states: AlertStateStore, org_id: str, key: str, alert: Alert, moment: datetime) -> None:
+    states.mark_sent(
+        org_id,
+        key,
+        level=alert.level,
+        firing=alert.level is not None,
+        now=moment,
+        reason=alert.reason.value,
+    )
+
+
+def _release(states: AlertStateStore, org_id: str, pending: list[tuple[str, Alert]]) -> None:
+    for key, _ in pending:
+        states.release(org_id, key)

@@ -3,12 +3,17 @@
 Owns timeouts, retries (429 and 5xx with exponential back-off honouring `Retry-After`, bounded by the
 invocation's remaining time), cursor pagination, exact JSON parsing and the mapping of every failure to a
 typed `SourceError` whose message names the source and never contains a key.
+
+One client serves one poll of one organization and is shared by the poll's worker threads: the
+`requests.Session` connection pool is sized for them, and the request counter and key cache are locked.
+Keys are read once per client (then from the cache) and re-read once after a 401/403 (rotation, P2).
 """
 
 from __future__ import annotations
 
 import random
 import re
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -16,7 +21,9 @@ from decimal import Decimal
 from typing import Any
 
 import requests
+from requests.adapters import HTTPAdapter
 
+from spendwatch.config import OrganizationConfig
 from spendwatch.errors import (
     AuthError,
     MalformedReplyError,
@@ -27,6 +34,7 @@ from spendwatch.errors import (
     UnavailableError,
 )
 from spendwatch.money import loads_exact
+from spendwatch.secrets import SecretSource, require
 
 DEFAULT_BASE_URL = "https://api.openai.com/v1"  # the official SDK's default
 CONNECT_TIMEOUT_S = 3.05
@@ -35,10 +43,29 @@ MAX_ATTEMPTS = 4
 BACKOFF_BASE_S = 0.5
 BACKOFF_CAP_S = 8.0
 PAGE_CAP = 60
+DEFAULT_POOL_SIZE = 20
 _SECRET_PATTERN = re.compile(r"(sk-[A-Za-z0-9_\-]{3,}[A-Za-z0-9_\-*]*|sess-[A-Za-z0-9_\-]+|Bearer\s+\S+)")
 
 KeyProvider = Callable[[bool], str]
 """Returns the current key; called with True after a 401/403 to re-read a possibly rotated secret."""
+
+# Named conditions a snapshot carries so the alerter can tell the user what to fix (docs/snapshot.md).
+ADMIN_KEY_MISSING = "admin_key_missing"
+ADMIN_KEY_REJECTED = "admin_key_rejected"
+ADMIN_KEY_MISSING_SCOPE = "admin_key_missing_scope"
+SESSION_KEY_REJECTED = "session_key_rejected"
+
+
+class KeyProblemError(AuthError):
+    """An auth failure that names a condition of the key itself (rejected, missing scope, not configured)."""
+
+    def __init__(self, source: str, detail: str, condition: str) -> None:
+        super().__init__(source, detail)
+        self.condition = condition
+
+
+class NotFoundError(RequestRejectedError):
+    """HTTP 404: for spend limits this means "no limit is set", which is data, not a failure."""
 
 
 def scrub(text: str) -> str:
@@ -97,12 +124,59 @@ class OpenAIClient:
         self._base_url = base_url.rstrip("/")
         # The legacy dashboard endpoints live at the host root, i.e. the base URL without its `/v1`.
         self._root_url = self._base_url.removesuffix("/v1")
-        self._http = http or requests.Session()
+        self._http = http or http_session()
         self._deadline = deadline or Deadline()
         self._sleep = sleep
         self._max_attempts = max_attempts
         self._timeout = timeout
-        self.request_count = 0
+        self._lock = threading.Lock()
+        self._request_count = 0
+        self._cached: dict[str, str] = {}
+        self._refetched: dict[str, str] = {}
+        self._revoked: dict[str, tuple[str, KeyProblemError]] = {}
+        self._missing: dict[str, AuthError] = {}
+
+    @classmethod
+    def for_org(
+        cls,
+        org: OrganizationConfig,
+        secrets: SecretSource,
+        *,
+        base_url: str = DEFAULT_BASE_URL,
+        deadline: Deadline | None = None,
+        read_timeout_s: float = READ_TIMEOUT_S,
+        pool_size: int = DEFAULT_POOL_SIZE,
+    ) -> OpenAIClient:
+        """A client reading this organization's keys from `secrets` (SSM when deployed, env locally).
+
+        Without a session key the legacy sources are skipped (not failed). A session key parameter that
+        exists but cannot be read (access denied, throttled) makes the legacy sources fail with that reason.
+        """
+
+        def admin_key(force: bool) -> str:
+            return require(secrets, org.admin_key_ref(), f"OpenAI admin key of {org.id}", force_fetch=force)
+
+        def session_key(force: bool) -> str:
+            return require(secrets, org.session_key_ref(), f"OpenAI session key of {org.id}", force_fetch=force)
+
+        try:
+            has_session = secrets.get(org.session_key_ref()) is not None
+        except SecretNotFoundError:
+            has_session = True  # the legacy sources will report why it cannot be read
+        return cls(
+            admin_key=admin_key,
+            session_key=session_key if has_session else None,
+            base_url=base_url,
+            http=http_session(pool_size),
+            deadline=deadline,
+            timeout=(CONNECT_TIMEOUT_S, read_timeout_s),
+        )
+
+    @property
+    def request_count(self) -> int:
+        """HTTP requests sent so far (every attempt counts)."""
+        with self._lock:
+            return self._request_count
 
     def has_key(self, auth: str) -> bool:
         return self._keys.get(auth) is not None
@@ -113,8 +187,7 @@ class OpenAIClient:
         if provider is None:
             raise AuthError(source, f"no {endpoint.auth} key configured")
         url = (self._root_url if endpoint.legacy else self._base_url) + path
-        key = _read_key(provider, False, source)
-        refetched = False
+        key = self._current_key(endpoint.auth, provider, source)
         attempt = 0
         while True:
             attempt += 1
@@ -122,29 +195,70 @@ class OpenAIClient:
             status = response.status_code if response is not None else None
             if response is not None and response.status_code < 400:
                 return self._parse(response, source)
-            if status in (401, 403) and not refetched:
+            if status in (401, 403):
                 # The secret may have been rotated since it was cached: read it once more, then give up.
-                refetched = True
-                fresh = _read_key(provider, True, source)
-                if fresh != key:
+                fresh = self._rotated_key(endpoint.auth, provider, key, source)
+                if fresh is not None:
                     key = fresh
                     attempt -= 1
                     continue
             if response is not None and response.status_code < 500 and response.status_code != 429:
-                raise self._client_error(response, source, endpoint)
+                error = self._client_error(response, source, endpoint)
+                if status == 401 and isinstance(error, KeyProblemError):
+                    with self._lock:
+                        self._revoked[endpoint.auth] = (key, error)
+                raise error
             wait = self._retry_wait(response, attempt)
             if attempt >= self._max_attempts or wait > self._deadline.remaining_s():
                 raise self._give_up(response, source, attempt)
             self._sleep(wait)
 
+    def _current_key(self, auth: str, provider: KeyProvider, source: str) -> str:
+        """The cached key (read once per client); a key that is not set, or that got a 401, fails at once."""
+        with self._lock:
+            missing = self._missing.get(auth)
+            if missing is not None:
+                raise _same_error(missing, source)
+            key = self._cached.get(auth)
+            if key is None:
+                try:
+                    key = _read_key(provider, False, source, auth)
+                except AuthError as exc:
+                    self._missing[auth] = exc  # one secret read per poll, not one per source
+                    raise
+                self._cached[auth] = key
+            revoked = self._revoked.get(auth)
+        if revoked is not None and revoked[0] == key:
+            # Every endpoint rejects an unknown key alike: no need to ask again in this poll.
+            raise _same_error(revoked[1], source)
+        return key
+
+    def _rotated_key(self, auth: str, provider: KeyProvider, failed: str, source: str) -> str | None:
+        """After a 401/403 with `failed`: a different key to retry with, or None (re-read at most once)."""
+        with self._lock:
+            current = self._cached.get(auth)
+            if current is not None and current != failed:
+                return current  # another thread already picked up the rotated key
+            if self._refetched.get(auth) == failed:
+                return None
+            fresh = _read_key(provider, True, source, auth)
+            self._cached[auth] = fresh
+            self._refetched[auth] = failed
+        return fresh if fresh != failed else None
+
     def _send(self, url: str, params: dict[str, Any] | None, key: str, source: str) -> requests.Response | None:
-        self.request_count += 1
+        remaining = self._deadline.remaining_s()
+        if remaining <= 0:
+            raise UnavailableError(source, "not sent: the invocation's time is used up")
+        connect, read = self._timeout
+        with self._lock:
+            self._request_count += 1
         try:
             return self._http.get(
                 url,
                 params=params,
                 headers={"Authorization": f"Bearer {key}", "Accept": "application/json"},
-                timeout=self._timeout,
+                timeout=(connect, max(0.1, min(read, remaining))),
             )
         except (requests.Timeout, requests.ConnectionError):
             return None
@@ -178,20 +292,34 @@ class OpenAIClient:
         message, code = _error_fields(response)
         if status == 401:
             if endpoint.auth == "session":
-                return AuthError(
-                    source, "session key expired or rejected (401): copy a fresh sess- key from the browser"
+                return KeyProblemError(
+                    source,
+                    "session key expired or rejected (401): copy a fresh sess- key from the browser",
+                    SESSION_KEY_REJECTED,
                 )
-            return AuthError(
-                source, f"admin key rejected (401 {code or 'unauthorized'}): wrong, revoked or expired key"
+            return KeyProblemError(
+                source,
+                f"admin key rejected (401 {code or 'unauthorized'}): wrong, revoked or expired key",
+                ADMIN_KEY_REJECTED,
             )
         if status == 403:
             if "Missing scopes" in message:
-                return AuthError(source, "admin key lacks the api.usage.read scope (403): use an sk-admin- key")
+                return KeyProblemError(
+                    source,
+                    "admin key lacks the api.usage.read scope (403): use an sk-admin- key",
+                    ADMIN_KEY_MISSING_SCOPE,
+                )
             if "session key" in message:
-                return AuthError(source, "this endpoint needs a dashboard session key (sess-...), not an API key (403)")
+                return KeyProblemError(
+                    source,
+                    "this endpoint needs a dashboard session key (sess-...), not an API key (403)",
+                    SESSION_KEY_REJECTED if endpoint.auth == "session" else ADMIN_KEY_REJECTED,
+                )
+            if endpoint.auth == "session":
+                return KeyProblemError(source, f"session key refused (403): {message}", SESSION_KEY_REJECTED)
             return AuthError(source, f"forbidden (403): {message}")
         if status == 404:
-            return RequestRejectedError(source, f"not found (404): {message}")
+            return NotFoundError(source, f"not found (404): {message}")
         return RequestRejectedError(source, f"rejected ({status} {code or ''}): {message}".replace(" )", ")"))
 
     @staticmethod
@@ -241,10 +369,28 @@ class OpenAIClient:
         raise MalformedReplyError(source, f"more than {page_cap} pages: stopped following after")
 
 
-def _read_key(provider: KeyProvider, force: bool, source: str) -> str:
+def http_session(pool_size: int = DEFAULT_POOL_SIZE) -> requests.Session:
+    """A session whose connection pool holds one connection per worker thread of a poll."""
+    session = requests.Session()
+    adapter = HTTPAdapter(pool_connections=2, pool_maxsize=pool_size)
+    session.mount("https://", adapter)
+    session.mount("http://", adapter)
+    return session
+
+
+def _same_error(error: AuthError, source: str) -> AuthError:
+    """The error another source already met, named for this source."""
+    if isinstance(error, KeyProblemError):
+        return KeyProblemError(source, error.detail, error.condition)
+    return AuthError(source, error.detail)
+
+
+def _read_key(provider: KeyProvider, force: bool, source: str, auth: str = "admin") -> str:
     try:
         return provider(force)
     except SecretNotFoundError as exc:
+        if auth == "admin":
+            raise KeyProblemError(source, str(exc), ADMIN_KEY_MISSING) from None
         raise AuthError(source, str(exc)) from None
 
 

@@ -1,24 +1,62 @@
-"""The poller's work for one scheduled invocation: poll each organization and store one snapshot each.
+"""The poller's work for one invocation, decided by the event's shape.
 
-Kept out of the handler so the handler stays a few lines and tests can inject the store, secrets and clock.
+- **Scheduled Event** (EventBridge, every `PollSchedule`): with `POLL_QUEUE_URL` set (as deployed), send
+  one `{"org_id", "poll_time"}` message per organization to the poll queue and return: each organization
+  is then polled by its own invocation, isolated from the others. Without a queue, poll every
+  organization in this invocation.
+- **SQS batch** (the poll queue): poll the organization each message names and store its snapshot. A
+  message fails (and is retried, then dead-lettered) only when nothing at all could be collected.
+- **`{"org_id": ...}`** (manual invoke): poll that organization now.
+
+The snapshot key is (organization, scheduled time), written with a conditional put, so a retried or
+duplicated message for the same moment writes nothing new. Kept out of the handler so the handler stays
+a few lines and tests can inject the store, secrets, queue and clock.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Annotated, Any
 
-from spendwatch.config import OrganizationConfig, SpendwatchConfig
-from spendwatch.errors import NothingCollectedError, SecretNotFoundError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from spendwatch.config import ORG_ID_PATTERN, OrganizationConfig, SpendwatchConfig
+from spendwatch.errors import NothingCollectedError, SpendwatchError
 from spendwatch.observability import logger, metrics
-from spendwatch.openai_api import Deadline, OpenAIClient
+from spendwatch.openai_api import READ_TIMEOUT_S, Deadline, OpenAIClient
 from spendwatch.poll import collect_snapshot
 from spendwatch.runtime import PollerEnv, SsmConfigSource, utc_now
-from spendwatch.secrets import SecretSource, SsmSecrets, require
-from spendwatch.snapshot import Snapshot, isoformat_utc, parse_utc
+from spendwatch.secrets import SecretSource, SsmSecrets
+from spendwatch.snapshot import Snapshot, UtcTime, isoformat_utc, parse_utc
 from spendwatch.store import SnapshotStore, ttl_epoch
+
+if TYPE_CHECKING:
+    from mypy_boto3_sqs.client import SQSClient
+
+SQS_BATCH_LIMIT = 10
+
+
+class PollerSettings(PollerEnv):
+    """The poller's environment: `PollerEnv` plus the fan-out queue and the OpenAI read timeout."""
+
+    poll_queue_url: str | None = None
+    openai_read_timeout_s: Annotated[float, Field(gt=0, le=60)] = READ_TIMEOUT_S
+
+
+class PollRequest(BaseModel):
+    """The body of one poll-queue message: which organization, for which scheduled time."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    org_id: Annotated[str, Field(pattern=ORG_ID_PATTERN)]
+    poll_time: UtcTime
+
+
+class BadPollRequestError(SpendwatchError):
+    """A poll-queue message that is not a `PollRequest`."""
 
 
 def poll_time_from_event(event: Mapping[str, Any], now: datetime) -> datetime:
@@ -29,17 +67,34 @@ def poll_time_from_event(event: Mapping[str, Any], now: datetime) -> datetime:
     return now.astimezone(UTC).replace(second=0, microsecond=0)
 
 
+def is_sqs_batch(event: Mapping[str, Any]) -> bool:
+    records = event.get("Records") if isinstance(event, Mapping) else None
+    return isinstance(records, list) and bool(records) and records[0].get("eventSource") == "aws:sqs"
+
+
+def is_scheduled_event(event: Mapping[str, Any]) -> bool:
+    return isinstance(event, Mapping) and event.get("detail-type") == "Scheduled Event"
+
+
+def _sqs_client() -> SQSClient:
+    import boto3  # noqa: PLC0415 - only the dispatching invocation needs it
+
+    return boto3.client("sqs")
+
+
 @dataclass
 class PollerApp:
-    env: PollerEnv
+    env: PollerSettings
     config: Callable[[], SpendwatchConfig]
     secrets: SecretSource
     store: SnapshotStore
     now: Callable[[], datetime] = utc_now
+    sqs: Callable[[], SQSClient] = _sqs_client
+    _queue: SQSClient | None = field(default=None, init=False, repr=False)
 
     @classmethod
     def from_environment(cls) -> PollerApp:
-        env = PollerEnv.from_environ()
+        env = PollerSettings.from_environ()
         return cls(
             env=env,
             config=SsmConfigSource(env.spendwatch_config_parameter).get,
@@ -47,30 +102,31 @@ class PollerApp:
             store=SnapshotStore(env.snapshots_table),
         )
 
+    # ---- entry point ----------------------------------------------------------------------------
+
+    def handle(self, event: Mapping[str, Any], context: Any = None) -> dict[str, Any]:
+        """Route by event shape (see the module docstring)."""
+        remaining_ms = getattr(context, "get_remaining_time_in_millis", None)
+        if is_sqs_batch(event):
+            return self.consume(event, context)
+        return self.run(event, remaining_ms=remaining_ms)
+
+    # ---- one organization -----------------------------------------------------------------------
+
     def client_for(self, org: OrganizationConfig, remaining_ms: Callable[[], int] | None) -> OpenAIClient:
-        secrets = self.secrets
-
-        def admin_key(force: bool) -> str:
-            return require(secrets, org.admin_key_ref(), f"OpenAI admin key of {org.id}", force_fetch=force)
-
-        def session_key(force: bool) -> str:
-            return require(secrets, org.session_key_ref(), f"OpenAI session key of {org.id}", force_fetch=force)
-
-        try:
-            has_session = secrets.get(org.session_key_ref()) is not None
-        except SecretNotFoundError:
-            has_session = False
-        return OpenAIClient(
-            admin_key=admin_key,
-            session_key=session_key if has_session else None,
+        return OpenAIClient.for_org(
+            org,
+            self.secrets,
             base_url=self.env.openai_base_url,
             deadline=Deadline(remaining_ms),
+            read_timeout_s=self.env.openai_read_timeout_s,
         )
 
     def poll_one(
         self, org: OrganizationConfig, poll_time: datetime, remaining_ms: Callable[[], int] | None
     ) -> Snapshot:
-        snapshot = collect_snapshot(org, self.client_for(org, remaining_ms), poll_time=poll_time, now=self.now)
+        client = self.client_for(org, remaining_ms)
+        snapshot = collect_snapshot(org, client, poll_time=poll_time, now=self.now)
         written = self.store.put_snapshot(
             snapshot, expires_at=ttl_epoch(snapshot.collected_at, self.env.snapshot_retention_days)
         )
@@ -79,6 +135,7 @@ class PollerApp:
                 "source failed", org_id=org.id, source=failure.source, kind=failure.kind, detail=failure.detail
             )
         metrics.add_metric(name="SourceFailures", unit="Count", value=len(snapshot.failures))
+        metrics.add_metric(name="OpenAIRequests", unit="Count", value=client.request_count)
         if written:
             metrics.add_metric(name="SnapshotsWritten", unit="Count", value=1)
         logger.info(
@@ -86,15 +143,24 @@ class PollerApp:
             org_id=org.id,
             poll_time=isoformat_utc(poll_time),
             month_to_date_usd=str(snapshot.month_to_date_usd),
-            sources_ok=list(snapshot.sources_ok),
+            sources_ok=len(snapshot.sources_ok),
+            failed_sources=[f.source for f in snapshot.failures],
+            conditions=list(snapshot.conditions),
+            requests=client.request_count,
         )
         return snapshot
+
+    # ---- scheduled or manual invocation ---------------------------------------------------------
 
     def run(self, event: Mapping[str, Any], remaining_ms: Callable[[], int] | None = None) -> dict[str, Any]:
         poll_time = poll_time_from_event(event, self.now())
         config = self.config()
         wanted = event.get("org_id") if isinstance(event, Mapping) else None
+        if wanted is None and self.env.poll_queue_url and is_scheduled_event(event):
+            return self.dispatch(config, poll_time)
         orgs = [o for o in config.organizations if wanted in (None, o.id)]
+        if not orgs:
+            raise SpendwatchError(f"no organization {wanted!r} in the config")
         results: dict[str, Any] = {}
         empty: list[str] = []
         for org in orgs:
@@ -109,3 +175,67 @@ class PollerApp:
             # The snapshots listing the failures are stored; failing the invocation raises the Errors alarm.
             raise NothingCollectedError(f"nothing could be collected for: {', '.join(empty)}")
         return {"poll_time": isoformat_utc(poll_time), "organizations": results}
+
+    # ---- fan-out --------------------------------------------------------------------------------
+
+    def dispatch(self, config: SpendwatchConfig, poll_time: datetime) -> dict[str, Any]:
+        """One poll-queue message per organization, sent in batches of 10; raises if any send failed."""
+        assert self.env.poll_queue_url is not None
+        if self._queue is None:
+            self._queue = self.sqs()
+        when = isoformat_utc(poll_time)
+        orgs = [org.id for org in config.organizations]
+        failed: list[str] = []
+        for start in range(0, len(orgs), SQS_BATCH_LIMIT):
+            chunk = orgs[start : start + SQS_BATCH_LIMIT]
+            response = self._queue.send_message_batch(
+                QueueUrl=self.env.poll_queue_url,
+                Entries=[
+                    {"Id": str(index), "MessageBody": json.dumps({"org_id": org_id, "poll_time": when})}
+                    for index, org_id in enumerate(chunk)
+                ],
+            )
+            failed.extend(
+                f"{chunk[int(entry['Id'])]} ({entry.get('Code', 'error')})" for entry in response.get("Failed", [])
+            )
+        metrics.add_metric(name="PollsDispatched", unit="Count", value=len(orgs) - len(failed))
+        logger.info("polls dispatched", poll_time=when, organizations=orgs, failed=failed)
+        if failed:
+            # The scheduled invocation is retried once; organizations already sent are deduplicated by
+            # the snapshot's conditional put.
+            raise SpendwatchError(f"could not queue the poll of: {', '.join(failed)}")
+        return {"poll_time": when, "dispatched": orgs}
+
+    def consume(self, event: Mapping[str, Any], context: Any = None) -> dict[str, Any]:
+        """Poll the organization of each poll-queue message; report the failed ones to SQS."""
+        from aws_lambda_powertools.utilities.batch import (  # noqa: PLC0415 - the dispatch path never needs it
+            BatchProcessor,
+            EventType,
+            process_partial_response,
+        )
+        from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord  # noqa: PLC0415
+
+        remaining_ms = getattr(context, "get_remaining_time_in_millis", None)
+        config = self.config()
+
+        def poll_record(record: SQSRecord) -> None:
+            try:
+                request = PollRequest.model_validate(json.loads(record.body))
+            except (ValueError, ValidationError) as exc:
+                raise BadPollRequestError(f"message {record.message_id} is not a poll request: {exc}") from None
+            try:
+                org = config.organization(request.org_id)
+            except KeyError:
+                # Removed from the config after the dispatch: there is nothing left to poll.
+                logger.warning("poll request for an unknown organization dropped", org_id=request.org_id)
+                return
+            snapshot = self.poll_one(org, request.poll_time, remaining_ms)
+            if not snapshot.sources_ok:
+                raise NothingCollectedError(f"nothing could be collected for: {org.id}")
+
+        response: dict[str, Any] = dict(
+            process_partial_response(
+                event=dict(event), record_handler=poll_record, processor=BatchProcessor(EventType.SQS), context=context
+            )
+        )
+        return response

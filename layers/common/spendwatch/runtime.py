@@ -9,16 +9,26 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Annotated, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from spendwatch.config import ChannelConfig, SlackChannelConfig, SpendwatchConfig, parse_config
+from spendwatch.config import (
+    ChannelConfig,
+    EmailChannelConfig,
+    SlackChannelConfig,
+    SpendwatchConfig,
+    load_config_file,
+    parse_config,
+)
 from spendwatch.errors import ConfigError, DeliveryError, EnvironmentConfigError
 from spendwatch.secrets import SecretSource
-from spendwatch.senders import Sender, SlackSender
+from spendwatch.senders import EmailSender, Pacer, Sender, SlackCredentials, SlackSender
 
 CONFIG_CACHE_SECONDS = 60
+BUNDLED_CONFIG_PATH = Path(__file__).resolve().parent / "bundled_config.yaml"
+"""Optional config file shipped in the layer, used only while the SSM parameter is missing or unreadable."""
 # Kept here rather than imported from openai_api so the alerter never imports `requests`.
 OPENAI_DEFAULT_BASE_URL = "https://api.openai.com/v1"
 _EnvT = TypeVar("_EnvT", bound="_Env")
@@ -52,14 +62,38 @@ class AlerterEnv(_Env):
     slack_api_base_url: str | None = None
 
 
-class SsmConfigSource:
-    """The config pushed to an SSM parameter, re-read at most every minute; the last valid one is kept."""
+class WatchdogEnv(_Env):
+    alert_state_table: Annotated[str, Field(min_length=3)]
+    snapshots_table: Annotated[str, Field(min_length=3)]
+    spendwatch_config_parameter: Annotated[str, Field(pattern=r"^/")]
+    poll_period_seconds: Annotated[int, Field(ge=60, le=86400)] = 3600
+    slack_api_base_url: str | None = None
 
-    def __init__(self, parameter_name: str, max_age_s: int = CONFIG_CACHE_SECONDS) -> None:
+
+class SsmConfigSource:
+    """The config pushed to an SSM parameter, re-read at most every minute.
+
+    Precedence: the SSM parameter when it holds a valid config; else the last valid config this
+    container has seen (a bad push, or SSM briefly unreadable, changes nothing); else, on a cold start,
+    the optional file bundled in the layer (`bundled_config.yaml` next to this module, see
+    docs/deploy.md); else the error, so the record fails and is retried. `last_error` keeps the most
+    recent problem for logs.
+    """
+
+    def __init__(
+        self,
+        parameter_name: str,
+        max_age_s: int = CONFIG_CACHE_SECONDS,
+        *,
+        bundled_path: Path | None = BUNDLED_CONFIG_PATH,
+    ) -> None:
         self._name = parameter_name
         self._max_age = max_age_s
+        self._bundled_path = bundled_path
         self._last_valid: SpendwatchConfig | None = None
         self.last_error: ConfigError | None = None
+        self.source: str | None = None
+        """where the config in use came from: `ssm`, `last_valid` or `bundled`"""
 
     def get(self) -> SpendwatchConfig:
         from aws_lambda_powertools.utilities import parameters  # noqa: PLC0415
@@ -68,21 +102,28 @@ class SsmConfigSource:
             text = str(parameters.get_parameter(self._name, max_age=self._max_age))
             config = parse_config(text, f"SSM parameter {self._name}")
         except ConfigError as exc:
-            self.last_error = exc
-            if self._last_valid is None:
-                raise
-            return self._last_valid
+            return self._fallback(exc)
         except parameters.exceptions.GetParameterError as exc:
             error = ConfigError(
                 f"SSM parameter {self._name}", [f"cannot be read ({_code(exc)}): run `spendwatch config push`"]
             )
-            self.last_error = error
-            if self._last_valid is None:
-                raise error from None
-            return self._last_valid
+            return self._fallback(error)
         self._last_valid = config
         self.last_error = None
+        self.source = "ssm"
         return config
+
+    def _fallback(self, error: ConfigError) -> SpendwatchConfig:
+        self.last_error = error
+        if self._last_valid is not None:
+            self.source = "last_valid"
+            return self._last_valid
+        if self._bundled_path is not None and self._bundled_path.is_file():
+            # A bundled file that is itself invalid raises its own precise ConfigError.
+            self._last_valid = load_config_file(self._bundled_path)
+            self.source = "bundled"
+            return self._last_valid
+        raise error
 
 
 def _code(exc: Exception) -> str:
@@ -97,30 +138,61 @@ def utc_now() -> datetime:
     return datetime.now(UTC)
 
 
-def slack_sender_factory(
+SenderBuilder = Callable[[str, ChannelConfig], Sender]
+
+
+def sender_factory(
     secrets: SecretSource,
     *,
     api_base_url: str | None = None,
     remaining_s: Callable[[], float] = lambda: 30.0,
     environ: Mapping[str, str] | None = None,
-) -> Callable[[str, ChannelConfig], Sender]:
+    pacer: Pacer | None = None,
+    ses_client: Callable[[], object] | None = None,
+) -> SenderBuilder:
+    """Builds the sender of a configured channel: Slack (webhook or bot token) or e-mail (SES v2).
+
+    Secrets are read when a message is sent, not here, and re-read (`force_fetch`) once after Slack
+    refuses the credential, so a rotated token or webhook URL is picked up without a redeploy.
+    """
     env = os.environ if environ is None else environ
 
     def build(name: str, channel: ChannelConfig) -> Sender:
-        if not isinstance(channel, SlackChannelConfig):
-            raise DeliveryError(name, f"{channel.type} channels are not supported yet", retryable=False)
-        try:
-            webhook = secrets.get(channel.webhook_url)
-            token = None if webhook else secrets.get(channel.bot_token)
-        except Exception as exc:
-            raise DeliveryError(name, f"cannot read the Slack secret: {type(exc).__name__}", retryable=True) from None
-        return SlackSender(
+        if isinstance(channel, SlackChannelConfig):
+
+            def credentials(force: bool) -> SlackCredentials:
+                webhook = secrets.get(channel.webhook_url, force_fetch=force)
+                token = None if webhook else secrets.get(channel.bot_token, force_fetch=force)
+                return SlackCredentials(webhook_url=webhook, bot_token=token)
+
+            return SlackSender(
+                name,
+                credentials,
+                channel=env.get("SLACK_CHANNEL") or channel.channel,
+                api_base_url=api_base_url,
+                remaining_s=remaining_s,
+                pacer=pacer,
+            )
+        if isinstance(channel, EmailChannelConfig):
+            extra = {"client": ses_client} if ses_client is not None else {}
+            return EmailSender(
+                name,
+                sender=channel.sender,
+                recipients=channel.recipients,
+                subject_prefix=channel.subject_prefix,
+                configuration_set=channel.configuration_set,
+                remaining_s=remaining_s,
+                **extra,  # type: ignore[arg-type]
+            )
+        raise DeliveryError(
             name,
-            webhook_url=webhook,
-            bot_token=token,
-            channel=env.get("SLACK_CHANNEL") or channel.channel,
-            api_base_url=api_base_url,
-            remaining_s=remaining_s,
+            f"{getattr(channel, 'type', '?')} channels are not supported",
+            retryable=False,
+            reason="unsupported_channel",
         )
 
     return build
+
+
+slack_sender_factory = sender_factory
+"""The name the walking skeleton used; every channel type is supported now."""

@@ -176,8 +176,9 @@ class Snapshot(_Model):
     poll_time: UtcTime
     """the scheduled time of the poll: the snapshot's identity"""
     collected_at: UtcTime
-    month_to_date_usd: Usd | None
-    """exact sum of this UTC month's daily cost buckets; None when costs could not be read"""
+    month_to_date_usd: Usd | None = None
+    """exact sum of this UTC month's daily cost buckets; None when costs could not be read (then absent
+    from the item, which stores no nulls)"""
     daily_costs_usd: tuple[DailyCost, ...] = ()
     previous_month_usd: Usd | None = None
     costs_by_project_usd: tuple[CostShare, ...] = ()

@@ -55,17 +55,66 @@ class SnapshotStore:
             return False
         return True
 
-    def recent_snapshots(self, org_id: str, *, since: datetime, limit: int = 200) -> list[Snapshot]:
+    # What the alerter's history needs (streaks of failed sources, key conditions, newer polls): not the
+    # breakdowns, usage and daily series, which make a full snapshot ~10 KB and the current one carries.
+    HISTORY_FIELDS = (
+        "pk",
+        "sk",
+        "kind",
+        "schema_version",
+        "org_id",
+        "org_name",
+        "poll_time",
+        "collected_at",
+        "month_to_date_usd",
+        "failures",
+        "sources_ok",
+        "conditions",
+    )
+
+    def recent_snapshots(
+        self, org_id: str, *, since: datetime, limit: int = 48, summary_only: bool = True
+    ) -> list[Snapshot]:
+        """The org's newest snapshots since `since`, newest first, at most `limit` of them.
+
+        With `summary_only` (the alerter's case) only `HISTORY_FIELDS` are read, so a day of hourly
+        polls costs a few KB of reads instead of a few hundred.
+        """
         from spendwatch.snapshot import snapshot_sk  # noqa: PLC0415
+
+        request: dict[str, Any] = {
+            "TableName": self._table,
+            "KeyConditionExpression": "pk = :pk AND sk >= :since",
+            "ExpressionAttributeValues": {":pk": {"S": org_pk(org_id)}, ":since": {"S": snapshot_sk(since)}},
+            "ScanIndexForward": False,
+        }
+        if summary_only:
+            names = {f"#f{i}": name for i, name in enumerate(self.HISTORY_FIELDS)}
+            request["ProjectionExpression"] = ", ".join(names)
+            request["ExpressionAttributeNames"] = names
+        items: list[dict[str, Any]] = []
+        while len(items) < limit:
+            response = self._client.query(**request, Limit=limit - len(items))
+            items.extend(response.get("Items", []))
+            if "LastEvaluatedKey" not in response:
+                break
+            request["ExclusiveStartKey"] = response["LastEvaluatedKey"]
+        return [Snapshot.from_item(from_attribute_map(item)) for item in items]
+
+    def newest_poll_time(self, org_id: str) -> datetime | None:
+        """The poll time of the org's newest snapshot (keys only: one small Query), or None if there is none."""
+        from spendwatch.snapshot import parse_utc  # noqa: PLC0415
 
         response = self._client.query(
             TableName=self._table,
-            KeyConditionExpression="pk = :pk AND sk >= :since",
-            ExpressionAttributeValues={":pk": {"S": org_pk(org_id)}, ":since": {"S": snapshot_sk(since)}},
+            KeyConditionExpression="pk = :pk AND begins_with(sk, :snap)",
+            ExpressionAttributeValues={":pk": {"S": org_pk(org_id)}, ":snap": {"S": "SNAP#"}},
+            ProjectionExpression="sk",
             ScanIndexForward=False,
-            Limit=limit,
+            Limit=1,
         )
-        return [Snapshot.from_item(from_attribute_map(item)) for item in response.get("Items", [])]
+        items = response.get("Items", [])
+        return parse_utc(items[0]["sk"]["S"].removeprefix("SNAP#")) if items else None
 
 
 class ClaimLostError(Exception):

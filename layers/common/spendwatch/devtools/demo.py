@@ -34,13 +34,14 @@ class DemoSetup:
 
 
 def simulated_config_text() -> str:
-    from spendwatch.devtools.simulated_org import DEFAULT_MONTHLY_BUDGET_USD  # noqa: PLC0415
+    from spendwatch.devtools.simulated_org import ADMIN_KEY_ID, DEFAULT_MONTHLY_BUDGET_USD  # noqa: PLC0415
 
     return (
         "version: 1\n"
         "organizations:\n"
         "  - id: simulated\n"
         "    name: Simulated Org (demo)\n"
+        f"    admin_key_id: {ADMIN_KEY_ID}\n"
         f"    budget: {{monthly_usd: {DEFAULT_MONTHLY_BUDGET_USD}, thresholds_percent: [50, 80, 100]}}\n"
         "    channels: [slack]\n"
         "channels:\n"
@@ -52,7 +53,12 @@ def openai_setup(env: Mapping[str, str], fake_openai: Any) -> DemoSetup:
     if fake_openai is not None:
         config = parse_config(simulated_config_text(), "demo config")
         setup = DemoSetup(config, handler_env={"OPENAI_BASE_URL": fake_openai.base_url})
-        setup.secrets[config.organizations[0].admin_key_ref().parameter] = SIMULATED_ADMIN_KEY
+        from spendwatch.devtools.fake_openai import SIM_SESSION_KEY  # noqa: PLC0415
+
+        org = config.organizations[0]
+        setup.secrets[org.admin_key_ref().parameter] = SIMULATED_ADMIN_KEY
+        # The legacy session key unlocks credit grants and the subscription (the grant-expiry rule).
+        setup.secrets[org.session_key_ref().parameter] = SIM_SESSION_KEY
         setup.sources.append(
             f"OpenAI:   simulated organization at {fake_openai.base_url} (set OPENAI_ADMIN_KEY for yours)"
         )

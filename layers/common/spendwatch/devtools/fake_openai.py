@@ -207,6 +207,7 @@ class _Handler(BaseHTTPRequestHandler):
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
     block_on_close = False  # stop() must not wait for handlers sleeping in a hang fault
+    request_queue_size = 128  # a poll opens ~20 connections at once; the default backlog of 5 stalls them
 
     def __init__(self, address: tuple[str, int], service: LoopbackService) -> None:
         self.service = service

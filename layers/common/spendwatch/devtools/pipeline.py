@@ -31,6 +31,7 @@ from spendwatch.devtools.aws_local import (
     load_template,
     stream_mapping_settings,
 )
+from spendwatch.devtools.sqs_source import QueueStats, SqsEventSource
 from spendwatch.devtools.stream import DeliveryStats, StreamPump
 from spendwatch.snapshot import isoformat_utc
 
@@ -98,6 +99,8 @@ class LocalPipeline:
         self.pump: StreamPump | None = None
         self.poller: ModuleType | None = None
         self.alerter: ModuleType | None = None
+        self.poll_queue: SqsEventSource | None = None
+        self.watchdog: ModuleType | None = None
 
     @property
     def dynamodb_kind(self) -> str:
@@ -156,6 +159,7 @@ class LocalPipeline:
         )
         self.poller = load_handler(self.root, "poller")
         self.alerter = load_handler(self.root, "alerter")
+        self.watchdog = load_handler(self.root, "watchdog")
 
     def configure(self, config_text: str, secrets: Mapping[str, str], environ: Mapping[str, str] = {}) -> None:
         """Store the config and the secrets in SSM, as `spendwatch config push` and the deploy guide do."""
@@ -170,9 +174,34 @@ class LocalPipeline:
         assert self.poller is not None
         return self.poller.lambda_handler(scheduled_event(self.root, poll_time), context or FakeLambdaContext())
 
+    def poll_all(self, poll_time: datetime, context: FakeLambdaContext | None = None) -> QueueStats:
+        """The deployed poll: the Scheduled Event queues one poll per organization (`POLL_QUEUE_URL` set),
+        then the poll queue is drained into the same handler as Lambda's SQS event source would.
+
+        `poll()` stays the single-invocation path (no queue): the handler module used here is a separate
+        instance whose app was built with the queue URL.
+        """
+        source = SqsEventSource.from_template(
+            boto3.client("sqs"), self.template, "PollRequestsQueue", "PollRequestsDeadLetterQueue"
+        )
+        os.environ["POLL_QUEUE_URL"] = source.queue_url
+        try:
+            poller = load_handler(self.root, "poller")
+            poller.app()  # built now, so it keeps the queue URL
+        finally:
+            os.environ.pop("POLL_QUEUE_URL", None)
+        self.poll_queue = source
+        poller.lambda_handler(scheduled_event(self.root, poll_time), context or FakeLambdaContext())
+        return source.drain(poller.lambda_handler, context or FakeLambdaContext())
+
     def deliver(self, context: FakeLambdaContext | None = None) -> DeliveryStats:
         assert self.pump is not None and self.alerter is not None
         return self.pump.deliver(self.alerter.lambda_handler, context or FakeLambdaContext())
+
+    def run_watchdog(self, moment: datetime, context: FakeLambdaContext | None = None) -> Any:
+        """Invoke the watchdog handler with a scheduled event for `moment` (its notion of "now")."""
+        assert self.watchdog is not None
+        return self.watchdog.lambda_handler(scheduled_event(self.root, moment), context or FakeLambdaContext())
 
     def dead_letters(self) -> list[dict[str, Any]]:
         sqs = boto3.client("sqs")

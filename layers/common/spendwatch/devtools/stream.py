@@ -40,7 +40,21 @@ def matches(pattern: dict[str, Any], record: dict[str, Any]) -> bool:
 def lambda_shape(record: dict[str, Any], stream_arn: str) -> dict[str, Any]:
     shaped: dict[str, Any] = json.loads(json.dumps(record, default=_epoch))
     shaped["eventSourceARN"] = stream_arn
+    for image in ("NewImage", "OldImage"):
+        if isinstance(shaped.get("dynamodb", {}).get(image), dict):
+            shaped["dynamodb"][image] = {k: _attribute(v) for k, v in shaped["dynamodb"][image].items()}
     return shaped
+
+
+def _attribute(value: Any) -> Any:
+    """DynamoDB Local (3.3.0) streams an empty map as `{}` where DynamoDB Streams sends `{"M": {}}`."""
+    if value == {}:
+        return {"M": {}}
+    if isinstance(value, dict) and isinstance(value.get("M"), dict):
+        return {"M": {k: _attribute(v) for k, v in value["M"].items()}}
+    if isinstance(value, dict) and isinstance(value.get("L"), list):
+        return {"L": [_attribute(v) for v in value["L"]]}
+    return value
 
 
 def _epoch(value: object) -> object:

@@ -1,0 +1,209 @@
+"""Alerter throughput and end-to-end latency on the local pipeline.
+
+1. Pure rules: snapshot stream records decoded and evaluated (rules + notify decision), no I/O.
+2. With the state store: `AlerterApp.handle_record` on the same records against the local DynamoDB
+   (history Query, notification-log BatchGetItem, claims), with a sender that does nothing.
+3. End to end: snapshot written to the table -> stream read -> alerter handler -> Slack message received
+   by the local Slack stand-in (median and p95).
+
+Uses AWS's DynamoDB Local when `make test` has installed it (.tools/dynamodb-local), else moto's server.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import statistics
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from spendwatch.alerter_app import AlerterApp
+from spendwatch.alerting import policy_for
+from spendwatch.config import SpendwatchConfig, parse_config
+from spendwatch.decide import should_notify
+from spendwatch.devtools.aws_local import dynamodb_local_jar
+from spendwatch.devtools.fake_openai import FakeOpenAI
+from spendwatch.devtools.fake_slack import FakeSlack
+from spendwatch.devtools.pipeline import FakeLambdaContext, LocalPipeline
+from spendwatch.devtools.simulated_org import SimulatedOrg
+from spendwatch.render import Message
+from spendwatch.rules import HISTORY_DAYS, evaluate
+from spendwatch.snapshot import Snapshot
+from spendwatch.store import AlertStateStore, SnapshotStore, from_attribute_map, to_attribute_map
+
+ROOT = Path(__file__).resolve().parents[1]
+ADMIN_KEY = "sk-admin-bench-key"
+NOW = datetime(2026, 11, 21, 23, tzinfo=UTC)
+PURE_RECORDS = 2000
+STORE_RECORDS = 100
+LATENCY_RUNS = 20
+CONFIG = """
+organizations:
+  - {id: sim, name: Bench Org, budget: {monthly_usd: 500}, channels: [slack]}
+channels:
+  slack: {type: slack}
+"""
+
+
+class NullSender:
+    kind = "slack"
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.sent = 0
+
+    def send(self, message: Message) -> None:
+        self.sent += 1
+
+
+def quietly(fn: Callable[[], Any]) -> Any:
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+        return fn()
+
+
+def rate(count: int, seconds: float) -> str:
+    return f"{count / seconds:9.0f} records/s  ({seconds / count * 1000:6.2f} ms each, {count} records)"
+
+
+def sample_record(pipe: LocalPipeline, openai: FakeOpenAI, slack: FakeSlack) -> dict[str, Any]:
+    """One real snapshot INSERT record, as the poller writes it and Lambda delivers it."""
+    pipe.configure(
+        CONFIG,
+        {"/spendwatch/sim/openai-admin-key": ADMIN_KEY, "/spendwatch/slack/webhook-url": slack.webhook_url},
+        {"OPENAI_BASE_URL": openai.base_url},
+    )
+    quietly(lambda: pipe.poll(NOW))
+    assert pipe.pump is not None
+    [record] = [r for r in pipe.pump.read_new() if r["eventName"] == "INSERT"]
+    return record
+
+
+def records_at(record: dict[str, Any], count: int, start: datetime) -> list[dict[str, Any]]:
+    """`count` copies of the record, one poll period apart (distinct snapshots of the same org)."""
+    base = Snapshot.from_item(from_attribute_map(record["dynamodb"]["NewImage"]))
+    out = []
+    for i in range(count):
+        snapshot = base.model_copy(update={"poll_time": start + timedelta(hours=i)})
+        image = to_attribute_map(snapshot.to_item(expires_at=2_000_000_000))
+        out.append({**record, "dynamodb": {**record["dynamodb"], "NewImage": image, "SequenceNumber": str(10**20 + i)}})
+    return out
+
+
+def bench_pure(records: list[dict[str, Any]], config: SpendwatchConfig) -> tuple[float, float]:
+    org = config.organizations[0]
+    decoded = [Snapshot.from_item(from_attribute_map(r["dynamodb"]["NewImage"])) for r in records]
+
+    def decide(snapshot: Snapshot) -> int:
+        notified = 0
+        for obs in evaluate(snapshot, org, now=NOW):
+            decision = should_notify(None, obs, policy_for(obs.rule_id, org, config, NOW), NOW)
+            notified += decision.notify
+        return notified
+
+    started = time.perf_counter()
+    for snapshot in decoded:
+        decide(snapshot)
+    rules_only = time.perf_counter() - started
+    started = time.perf_counter()
+    for record in records:
+        decide(Snapshot.from_item(from_attribute_map(record["dynamodb"]["NewImage"])))
+    with_decode = time.perf_counter() - started
+    return rules_only, with_decode
+
+
+def bench_store(
+    pipe: LocalPipeline, records: list[dict[str, Any]], config: SpendwatchConfig, *, history: bool
+) -> float:
+    def factory(remaining: Callable[[], float]) -> Callable[[str, Any], NullSender]:
+        return lambda name, channel: NullSender(name)
+
+    app = AlerterApp(
+        config=lambda: config,
+        states=AlertStateStore(pipe.tables["AlertStateTable"]),
+        sender_for=factory,
+        snapshots=SnapshotStore(pipe.tables["SnapshotsTable"]) if history else None,
+    )
+    quietly(lambda: app.handle_record(records[0]))  # warm the clients
+    started = time.perf_counter()
+    quietly(lambda: [app.handle_record(record) for record in records[1:]])
+    return time.perf_counter() - started
+
+
+def write_history(pipe: LocalPipeline, record: dict[str, Any], end: datetime) -> None:
+    """HISTORY_DAYS of hourly snapshots before `end`: what the history Query meets in steady state."""
+    ddb = SnapshotStore(pipe.tables["SnapshotsTable"])._client
+    start = end - timedelta(days=HISTORY_DAYS)
+    for earlier in records_at(record, HISTORY_DAYS * 24, start):
+        ddb.put_item(TableName=pipe.tables["SnapshotsTable"], Item=earlier["dynamodb"]["NewImage"])
+
+
+def bench_latency(pipe: LocalPipeline, slack: FakeSlack, record: dict[str, Any]) -> list[float]:
+    """One new organization per run, so each snapshot crosses a threshold and is posted (no resets between)."""
+    snapshot = Snapshot.from_item(from_attribute_map(record["dynamodb"]["NewImage"]))
+    orgs = "".join(
+        f"  - {{id: org{run}, name: Org {run}, budget: {{monthly_usd: 500}}, channels: [slack]}}\n"
+        for run in range(LATENCY_RUNS + 1)
+    )
+    pipe.reset()
+    slack.reset()
+    pipe.configure(
+        f"organizations:\n{orgs}channels:\n  slack: {{type: slack}}\n",
+        {"/spendwatch/slack/webhook-url": slack.webhook_url},
+    )
+    ddb = SnapshotStore(pipe.tables["SnapshotsTable"])._client
+    latencies = []
+    for run in range(LATENCY_RUNS + 1):
+        copy = snapshot.model_copy(update={"org_id": f"org{run}", "org_name": f"Org {run}"})
+        item = to_attribute_map(copy.to_item(expires_at=2_000_000_000))
+        time.sleep(1.0)  # stay under the pacing interval: measure delivery, not Slack's rate limit
+        started = time.perf_counter()
+        ddb.put_item(TableName=pipe.tables["SnapshotsTable"], Item=item)
+        quietly(lambda: pipe.deliver(FakeLambdaContext()))
+        slack.wait_for(run + 1)
+        if run:  # the first run pays the handler's cold start
+            latencies.append(time.perf_counter() - started)
+    return latencies
+
+
+def percentile(values: list[float], pct: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(pct / 100 * (len(ordered) - 1)))]
+
+
+def main() -> None:
+    install = os.environ.get("SPENDWATCH_DYNAMODB_LOCAL_DIR") or str(ROOT / ".tools" / "dynamodb-local")
+    jar = dynamodb_local_jar(install)
+    config = parse_config(CONFIG, "bench config")
+    with (
+        FakeOpenAI(SimulatedOrg.default(NOW), admin_key=ADMIN_KEY) as openai,
+        FakeSlack() as slack,
+        LocalPipeline(dynamodb_local_jar=jar) as pipe,
+    ):
+        record = sample_record(pipe, openai, slack)
+        rules_only, with_decode = bench_pure(records_at(record, PURE_RECORDS, NOW), config)
+        later = NOW + timedelta(days=30)  # past the sample's own month state
+        store_s = bench_store(pipe, records_at(record, STORE_RECORDS + 1, later), config, history=False)
+        write_history(pipe, record, later + timedelta(days=30))
+        history_s = bench_store(
+            pipe, records_at(record, STORE_RECORDS + 1, later + timedelta(days=30)), config, history=True
+        )
+        latencies = bench_latency(pipe, slack, record)
+        kind = pipe.dynamodb_kind
+    size = len(str(record["dynamodb"]["NewImage"]))
+    print(f"alerter throughput (snapshot record of ~{size / 1024:.0f} KB as DynamoDB JSON; {kind}):")
+    print(f"  pure rules (evaluate + decide)              {rate(PURE_RECORDS, rules_only)}")
+    print(f"  decode record + rules                       {rate(PURE_RECORDS, with_decode)}")
+    print(f"  handle_record with the state store          {rate(STORE_RECORDS, store_s)}")
+    print(f"  ... and the history Query ({HISTORY_DAYS} d hourly)   {rate(STORE_RECORDS, history_s)}")
+    median = statistics.median(latencies) * 1000
+    print(f"end to end, snapshot write -> Slack message received ({LATENCY_RUNS} runs, warm):")
+    p95 = percentile(latencies, 95) * 1000
+    print(f"  median {median:6.1f} ms   p95 {p95:6.1f} ms   max {max(latencies) * 1000:6.1f} ms")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,278 @@
+"""Operational notices about the monitor itself: a channel that stopped working, a poller that stopped.
+
+They use the same notification log (`AlertStateStore`) and the same protocol as budget alerts (claim,
+send, then mark as sent; release on failure), so each is sent once per state change: once when the
+problem starts and once when it clears, however many records, retries or scheduled runs see it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from typing import Any, Protocol
+
+from spendwatch.alerts import AlertState
+from spendwatch.config import ChannelConfig, OrganizationConfig, SpendwatchConfig
+from spendwatch.errors import DeliveryError
+from spendwatch.observability import logger, metrics
+from spendwatch.render import SECTION_LIMIT, Message, escape
+from spendwatch.senders import EmailPayload, Sender, metric_reason
+from spendwatch.store import ClaimLostError
+
+NOTICE_RETENTION_DAYS = 400
+SenderFactory = Callable[[str, ChannelConfig], Sender]
+
+
+class NotificationLog(Protocol):
+    """The part of `AlertStateStore` the notices use."""
+
+    def get_many(self, org_id: str, keys: list[str]) -> dict[str, AlertState]: ...
+
+    def claim(self, org_id: str, key: str, *, expected_version: int, now: datetime, expires_at: int) -> None: ...
+
+    def mark_sent(
+        self, org_id: str, key: str, *, level: Decimal | None, firing: bool, now: datetime, reason: str
+    ) -> None: ...
+
+    def release(self, org_id: str, key: str) -> None: ...
+
+
+def notice_message(
+    title: str, lines: Sequence[str], *, context: str | None = None, mention: str | None = None
+) -> Message:
+    """A short Slack message (and, through `email_from_message`, an e-mail); every value is escaped here."""
+    safe_title = escape(title)
+    safe_lines = tuple(escape(line) for line in lines)
+    body = "\n".join(safe_lines)
+    prefix = f"{mention} " if mention else ""
+    text = f"{prefix}{safe_title}\n{body}" + (f"\n{escape(context)}" if context else "")
+    blocks: list[dict[str, Any]] = [
+        {"type": "header", "text": {"type": "plain_text", "text": safe_title[:150]}},
+        {"type": "section", "text": {"type": "mrkdwn", "text": f"{prefix}{body}"[:SECTION_LIMIT]}},
+    ]
+    if context:
+        blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": escape(context)[:SECTION_LIMIT]}]})
+    return Message(title=safe_title, lines=safe_lines, text=text, blocks=tuple(blocks))
+
+
+def notify_on_change(
+    states: NotificationLog,
+    org_id: str,
+    key: str,
+    *,
+    firing: bool,
+    send: Callable[[], None],
+    now: datetime,
+    reason: str,
+    prior: AlertState | None = None,
+    known: bool = False,
+) -> bool:
+    """Send once per change of `firing` for `key`; returns whether this call sent.
+
+    Nothing is sent for "not firing" when the key never fired. `prior`/`known` let a caller that has
+    already read the state skip the read.
+    """
+    if not known:
+        prior = states.get_many(org_id, [key]).get(key)
+    was_firing = prior.firing if prior is not None else False
+    if firing == was_firing:
+        return False
+    try:
+        states.claim(
+            org_id,
+            key,
+            expected_version=prior.version if prior is not None else 0,
+            now=now,
+            expires_at=int(now.timestamp()) + NOTICE_RETENTION_DAYS * 86400,
+        )
+    except ClaimLostError:
+        return False  # another invocation is sending (or just sent) this very notice
+    try:
+        send()
+    except BaseException:
+        states.release(org_id, key)
+        raise
+    states.mark_sent(org_id, key, level=None, firing=firing, now=now, reason=reason)
+    return True
+
+
+@dataclass(frozen=True)
+class FallbackEvent:
+    """What a `FallbackSender` did, for the caller's logs and metrics."""
+
+    channel: str
+    fallback: str
+    event: str
+    """`failure_notified`, `recovery_notified` or `fallback_failed`"""
+    reason: str
+    error: DeliveryError | None = None
+
+
+class FallbackSender:
+    """Wraps an organization's main channel: a permanent failure is reported through its fallback channel.
+
+    The main channel's error is re-raised unchanged (the record still fails, is retried and finally
+    dead-lettered, so nothing is lost); the notice "channel X failed permanently: <reason>" goes once per
+    failure state, and "channel X works again" once when a later send succeeds.
+    """
+
+    def __init__(
+        self,
+        main: Sender,
+        *,
+        fallback_name: str,
+        fallback: Callable[[], Sender],
+        org_id: str,
+        org_name: str,
+        states: NotificationLog,
+        now: Callable[[], datetime],
+        mention: str | None = None,
+        on_event: Callable[[FallbackEvent], None] = lambda event: None,
+    ) -> None:
+        self.name = main.name
+        self.kind = main.kind
+        self._main = main
+        self._fallback_name = fallback_name
+        self._fallback = fallback
+        self._org_id = org_id
+        self._org_name = org_name
+        self._states = states
+        self._now = now
+        self._mention = mention
+        self._on_event = on_event
+
+    @property
+    def key(self) -> str:
+        return f"health.delivery#{self.name}#{self._fallback_name}"
+
+    def send(self, message: Message | EmailPayload) -> None:
+        try:
+            self._main.send(message)  # type: ignore[arg-type] # an e-mail payload only ever reaches an EmailSender
+        except DeliveryError as exc:
+            if not exc.retryable:
+                self._notify(firing=True, reason=exc.reason)
+            raise
+        self._notify(firing=False, reason="recovered")
+
+    def _notify(self, *, firing: bool, reason: str) -> None:
+        key = self.key
+        try:
+            prior = self._states.get_many(self._org_id, [key]).get(key)
+        except Exception:  # a notice must never hide the delivery outcome it is about
+            return
+        if not firing and (prior is None or not prior.firing):
+            return  # the common case: the channel works and never failed
+        if firing:
+            title = f"spendwatch: channel {self.name} failed for {self._org_name}"
+            lines = [
+                f"Channel {self.name} failed permanently: {reason}.",
+                f"Alerts for {self._org_name} are not reaching it until it is fixed.",
+            ]
+            context = (
+                "Check the channel's credential (SSM parameter) and destination, then watch for the recovery notice."
+            )
+        else:
+            title = f"spendwatch: channel {self.name} works again for {self._org_name}"
+            lines = [f"Channel {self.name} delivered an alert for {self._org_name} again."]
+            context = None
+        message = notice_message(title, lines, context=context, mention=self._mention)
+        try:
+            sent = notify_on_change(
+                self._states,
+                self._org_id,
+                key,
+                firing=firing,
+                send=lambda: self._fallback().send(message),
+                now=self._now(),
+                reason=metric_reason(reason),
+                prior=prior,
+                known=True,
+            )
+        except DeliveryError as error:
+            self._on_event(FallbackEvent(self.name, self._fallback_name, "fallback_failed", error.reason, error))
+            return
+        except Exception as exc:  # e.g. the state table; the main outcome must stand
+            self._on_event(FallbackEvent(self.name, self._fallback_name, "fallback_failed", type(exc).__name__))
+            return
+        if sent:
+            event = "failure_notified" if firing else "recovery_notified"
+            self._on_event(FallbackEvent(self.name, self._fallback_name, event, reason))
+
+
+def record_delivery_failure(error: DeliveryError, *, org_id: str, role: str = "main") -> None:
+    """Log the failure by name and count it in `DeliveryFailures`.
+
+    The metric's only extra dimension is `reason`, drawn from a bounded set (`senders.KNOWN_REASONS`,
+    else `other`): never the organization, channel, project or line item, which would multiply its cost.
+    """
+    from aws_lambda_powertools.metrics import MetricUnit, single_metric  # noqa: PLC0415
+
+    with single_metric(
+        name="DeliveryFailures",
+        unit=MetricUnit.Count,
+        value=1,
+        namespace=metrics.namespace,
+        default_dimensions={"service": str(metrics.service or "spendwatch")},
+    ) as metric:
+        metric.add_dimension(name="reason", value=metric_reason(error.reason))
+    log = logger.error if not error.retryable else logger.warning
+    log(
+        "delivery failed",
+        org_id=org_id,
+        channel=error.channel,
+        reason=error.reason,
+        retryable=error.retryable,
+        detail=error.detail,
+        role=role,
+    )
+
+
+def log_fallback_event(event: FallbackEvent, *, org_id: str) -> None:
+    if event.event == "fallback_failed":
+        logger.error(
+            "fallback channel failed",
+            org_id=org_id,
+            channel=event.channel,
+            fallback=event.fallback,
+            reason=event.reason,
+        )
+        if event.error is not None:
+            record_delivery_failure(event.error, org_id=org_id, role="fallback")
+        return
+    metrics.add_metric(name="AlertsSent", unit="Count", value=1)
+    logger.warning(event.event.replace("_", " "), org_id=org_id, channel=event.channel, fallback=event.fallback)
+
+
+def with_fallback(
+    build: SenderFactory,
+    *,
+    config: SpendwatchConfig,
+    org: OrganizationConfig,
+    states: NotificationLog,
+    now: Callable[[], datetime],
+) -> SenderFactory:
+    """`build`, with each of the org's main channels reporting its permanent failures to the fallback channel."""
+    fallback_name = org.fallback_channel
+    if not fallback_name or fallback_name not in config.channels:
+        return build
+
+    def wrapped(name: str, channel: ChannelConfig) -> Sender:
+        main = build(name, channel)
+        if name == fallback_name:
+            return main
+        fallback_config = config.channels[fallback_name]
+        return FallbackSender(
+            main,
+            fallback_name=fallback_name,
+            fallback=lambda: build(fallback_name, fallback_config),
+            org_id=org.id,
+            org_name=org.name,
+            states=states,
+            now=now,
+            mention=getattr(fallback_config, "mention", None),
+            on_event=lambda event: log_fallback_event(event, org_id=org.id),
+        )
+
+    return wrapped

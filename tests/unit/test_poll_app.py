@@ -1,0 +1,216 @@
+"""PollerApp by event shape: the schedule fans out one SQS message per organization, the queue's batches
+poll one organization each (partial batch failures), manual invokes poll directly. No AWS: the store,
+the queue client and the OpenAI client are in-memory."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aws_lambda_powertools.utilities.batch.exceptions import BatchProcessingError
+
+from spendwatch.config import OrganizationConfig, SpendwatchConfig, parse_config
+from spendwatch.errors import EnvironmentConfigError, NothingCollectedError, SpendwatchError
+from spendwatch.openai_api import ADMIN_KEY_REJECTED, KeyProblemError, OpenAIClient
+from spendwatch.poller_app import PollerApp, PollerSettings, PollRequest, is_scheduled_event, is_sqs_batch
+from spendwatch.secrets import EnvSecrets
+from spendwatch.snapshot import Snapshot
+
+from .test_poll_collect import RoutedClient, full_routes
+
+EVENTS = Path(__file__).resolve().parents[2] / "events"
+POLL_TIME = datetime(2026, 11, 21, 23, tzinfo=UTC)
+QUEUE_URL = "https://sqs.us-east-1.amazonaws.com/123456789012/spendwatch-PollRequestsQueue"
+
+
+def config(*ids: str) -> SpendwatchConfig:
+    orgs = ", ".join(f"{{id: {i}, name: Org {i}}}" for i in ids)
+    return parse_config(f"organizations: [{orgs}]", "test")
+
+
+class MemoryStore:
+    def __init__(self) -> None:
+        self.items: dict[tuple[str, datetime], Snapshot] = {}
+        self.puts = 0
+
+    def put_snapshot(self, snapshot: Snapshot, *, expires_at: int) -> bool:
+        self.puts += 1
+        key = (snapshot.org_id, snapshot.poll_time)
+        if key in self.items:
+            return False
+        self.items[key] = snapshot
+        return True
+
+
+class MemoryQueue:
+    def __init__(self, fail: frozenset[str] = frozenset()) -> None:
+        self.batches: list[list[dict[str, str]]] = []
+        self.fail = fail
+
+    def send_message_batch(self, *, QueueUrl: str, Entries: list[dict[str, str]]) -> dict[str, Any]:
+        assert QueueUrl == QUEUE_URL
+        assert len(Entries) <= 10
+        self.batches.append(Entries)
+        failed = [
+            {"Id": e["Id"], "Code": "KMS.ThrottlingException", "SenderFault": False}
+            for e in Entries
+            if json.loads(e["MessageBody"])["org_id"] in self.fail
+        ]
+        return {"Successful": [], "Failed": failed}
+
+
+class CountedClient(RoutedClient):
+    @property
+    def request_count(self) -> int:
+        return len(self.calls)
+
+
+def revoked_routes() -> dict[str, Any]:
+    error = KeyProblemError(
+        "s", "admin key rejected (401 invalid_api_key): wrong, revoked or expired key", ADMIN_KEY_REJECTED
+    )
+    return dict.fromkeys(full_routes(), error)
+
+
+def app(
+    cfg: SpendwatchConfig,
+    *,
+    queue_url: str | None = None,
+    queue: MemoryQueue | None = None,
+    routes_for: Callable[[str], dict[str, Any]] = lambda _: full_routes(),
+) -> tuple[PollerApp, MemoryStore]:
+    env = PollerSettings.from_environ(
+        {"SNAPSHOTS_TABLE": "snapshots", "SPENDWATCH_CONFIG_PARAMETER": "/spendwatch/config"}
+        | ({"POLL_QUEUE_URL": queue_url} if queue_url else {})
+    )
+    store = MemoryStore()
+    poller = PollerApp(
+        env=env,
+        config=lambda: cfg,
+        secrets=EnvSecrets({}),
+        store=store,  # type: ignore[arg-type]
+        now=lambda: POLL_TIME,
+        sqs=lambda: queue or MemoryQueue(),  # type: ignore[arg-type,return-value]
+    )
+
+    def client_for(org: OrganizationConfig, remaining_ms: Any) -> OpenAIClient:
+        return CountedClient(routes_for(org.id), session=False)  # type: ignore[return-value]
+
+    poller.client_for = client_for  # type: ignore[method-assign]
+    return poller, store
+
+
+def scheduled() -> dict[str, Any]:
+    event: dict[str, Any] = json.loads((EVENTS / "schedule.json").read_text())
+    return event
+
+
+def sqs_event(*bodies: str) -> dict[str, Any]:
+    template = json.loads((EVENTS / "sqs_poll_request.json").read_text())["Records"][0]
+    return {"Records": [template | {"messageId": f"m{i}", "body": body} for i, body in enumerate(bodies)]}
+
+
+def request(org_id: str) -> str:
+    return json.dumps({"org_id": org_id, "poll_time": "2026-11-21T23:00:00Z"})
+
+
+def test_poll_app_schedule_dispatches_one_message_per_org_in_batches_of_ten() -> None:
+    queue = MemoryQueue()
+    ids = [f"org-{i:02d}" for i in range(25)]
+    poller, store = app(config(*ids), queue_url=QUEUE_URL, queue=queue)
+    result = poller.handle(scheduled())
+    assert [len(b) for b in queue.batches] == [10, 10, 5]
+    bodies = [PollRequest.model_validate_json(e["MessageBody"]) for b in queue.batches for e in b]
+    assert [b.org_id for b in bodies] == ids
+    assert {b.poll_time for b in bodies} == {POLL_TIME}
+    assert result == {"poll_time": "2026-11-21T23:00:00Z", "dispatched": ids}
+    assert store.puts == 0, "the dispatching invocation polls nobody itself"
+
+
+def test_poll_app_dispatch_failure_names_the_organizations_and_fails_the_invocation() -> None:
+    poller, _ = app(config("a", "b", "c"), queue_url=QUEUE_URL, queue=MemoryQueue(fail=frozenset({"b"})))
+    with pytest.raises(SpendwatchError, match=r"could not queue the poll of: b \(KMS.ThrottlingException\)"):
+        poller.handle(scheduled())
+
+
+def test_poll_app_without_a_queue_polls_every_org_in_one_invocation() -> None:
+    poller, store = app(config("a", "b"))
+    result = poller.handle(scheduled())
+    assert set(result["organizations"]) == {"a", "b"}
+    assert {org for org, _ in store.items} == {"a", "b"}
+
+
+def test_poll_app_manual_invoke_polls_that_org_directly_even_with_a_queue() -> None:
+    poller, store = app(config("a", "sim"), queue_url=QUEUE_URL)
+    event = json.loads((EVENTS / "poll_org.json").read_text())
+    result = poller.handle(event)
+    assert list(result["organizations"]) == ["sim"]
+    assert [org for org, _ in store.items] == ["sim"]
+    with pytest.raises(SpendwatchError, match="no organization 'zzz'"):
+        poller.handle({"org_id": "zzz"})
+
+
+def test_poll_app_sqs_batch_reports_only_the_failed_messages() -> None:
+    poller, store = app(
+        config("good", "revoked"), routes_for=lambda o: revoked_routes() if o == "revoked" else full_routes()
+    )
+    response = poller.handle(sqs_event(request("good"), request("revoked"), "not json", request("gone")))
+    assert response == {"batchItemFailures": [{"itemIdentifier": "m1"}, {"itemIdentifier": "m2"}]}
+    good = store.items[("good", POLL_TIME)]
+    revoked = store.items[("revoked", POLL_TIME)]
+    assert good.failures == ()
+    assert revoked.sources_ok == ()
+    assert revoked.conditions == (ADMIN_KEY_REJECTED,)
+    assert ("gone", POLL_TIME) not in store.items, "an organization removed from the config is dropped"
+
+
+def test_poll_app_sqs_batch_with_every_message_failed_fails_the_invocation() -> None:
+    poller, _ = app(config("revoked"), routes_for=lambda _: revoked_routes())
+    with pytest.raises(BatchProcessingError) as caught:
+        poller.handle(sqs_event(request("revoked")))
+    assert any(isinstance(e[1], NothingCollectedError) for e in caught.value.child_exceptions)
+
+
+def test_poll_app_redelivered_message_writes_nothing_new() -> None:
+    poller, store = app(config("sim"))
+    event = json.loads((EVENTS / "sqs_poll_request.json").read_text())
+    assert poller.handle(event) == {"batchItemFailures": []}
+    assert poller.handle(event) == {"batchItemFailures": []}
+    assert store.puts == 2
+    assert len(store.items) == 1
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        '{"org_id": "sim"}',
+        '{"org_id": "Bad Id", "poll_time": "2026-11-21T23:00:00Z"}',
+        '{"org_id": "sim", "poll_time": "2026-11-21T23:00:00"}',
+        '{"org_id": "sim", "poll_time": "2026-11-21T23:00:00Z", "extra": 1}',
+    ],
+)
+def test_poll_app_rejects_malformed_poll_requests(body: str) -> None:
+    poller, store = app(config("sim", "other"))
+    response = poller.handle(sqs_event(body, request("other")))
+    assert response == {"batchItemFailures": [{"itemIdentifier": "m0"}]}
+    assert list(store.items) == [("other", POLL_TIME)]
+
+
+def test_poll_app_event_shapes() -> None:
+    assert is_scheduled_event(scheduled())
+    assert not is_scheduled_event({"org_id": "x"})
+    assert is_sqs_batch(sqs_event(request("x")))
+    assert not is_sqs_batch({"Records": [{"eventSource": "aws:dynamodb"}]})
+    assert not is_sqs_batch(scheduled())
+
+
+def test_poll_app_settings_name_a_bad_variable() -> None:
+    base = {"SNAPSHOTS_TABLE": "snapshots", "SPENDWATCH_CONFIG_PARAMETER": "/spendwatch/config"}
+    settings = PollerSettings.from_environ(base | {"POLL_QUEUE_URL": QUEUE_URL, "OPENAI_READ_TIMEOUT_S": "2.5"})
+    assert (settings.poll_queue_url, settings.openai_read_timeout_s) == (QUEUE_URL, 2.5)
+    with pytest.raises(EnvironmentConfigError, match="OPENAI_READ_TIMEOUT_S"):
+        PollerSettings.from_environ(base | {"OPENAI_READ_TIMEOUT_S": "0"})

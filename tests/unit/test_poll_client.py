@@ -1,0 +1,194 @@
+"""OpenAIClient as the poll's worker threads use it: one key read, thread-safe counting, named key
+conditions, 404 as its own error, and every request bounded by the invocation's remaining time."""
+
+from __future__ import annotations
+
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import pytest
+import requests
+
+from spendwatch.config import parse_config
+from spendwatch.errors import AuthError, UnavailableError
+from spendwatch.openai_api import (
+    ADMIN_KEY_MISSING,
+    ADMIN_KEY_MISSING_SCOPE,
+    ADMIN_KEY_REJECTED,
+    LEGACY,
+    SESSION_KEY_REJECTED,
+    Deadline,
+    KeyProblemError,
+    NotFoundError,
+    OpenAIClient,
+    http_session,
+)
+from spendwatch.secrets import EnvSecrets
+
+from .test_openai_client import ADMIN_KEY, OK_PAGE, FakeSession, client, response
+
+
+class CountingKeys:
+    def __init__(self, *values: str) -> None:
+        self.values = list(values)
+        self.reads: list[bool] = []
+        self._lock = threading.Lock()
+
+    def __call__(self, force: bool) -> str:
+        with self._lock:
+            self.reads.append(force)
+            return self.values[min(len(self.reads), len(self.values)) - 1]
+
+
+class ThreadSafeSession(FakeSession):
+    def __init__(self, reply: Any) -> None:
+        super().__init__([])
+        self.reply = reply
+        self._lock = threading.Lock()
+
+    def get(self, url: str, *, params: Any, headers: dict[str, str], timeout: Any) -> requests.Response:
+        with self._lock:
+            self.calls.append({"url": url, "auth": headers["Authorization"], "timeout": timeout})
+        reply: requests.Response = self.reply() if callable(self.reply) else self.reply
+        return reply
+
+
+def threaded_client(reply: Any, keys: CountingKeys, remaining_s: float = 60) -> tuple[OpenAIClient, ThreadSafeSession]:
+    session = ThreadSafeSession(reply)
+    c = OpenAIClient(
+        admin_key=keys,
+        base_url="http://openai.invalid/v1",
+        http=session,  # type: ignore[arg-type]
+        deadline=Deadline(lambda: int((remaining_s + 5) * 1000)),
+        sleep=lambda _: None,
+    )
+    return c, session
+
+
+def test_poll_client_reads_the_key_once_for_all_threads_and_counts_every_request() -> None:
+    keys = CountingKeys(ADMIN_KEY)
+    c, session = threaded_client(lambda: response(200, OK_PAGE), keys)
+    with ThreadPoolExecutor(max_workers=20) as pool:
+        list(pool.map(lambda _: c.get_json("/organization/costs", {}, source="costs"), range(200)))
+    assert keys.reads == [False]
+    assert c.request_count == 200 == len(session.calls)
+
+
+def test_poll_client_revoked_key_is_asked_once_more_then_not_again_in_this_poll() -> None:
+    keys = CountingKeys(ADMIN_KEY)
+    body = {"error": {"message": "Incorrect API key provided: sk-admin-****0000", "code": "invalid_api_key"}}
+    c, session = threaded_client(lambda: response(401, body), keys)
+    with pytest.raises(KeyProblemError) as first:
+        c.get_json("/organization/costs", {}, source="costs")
+    assert first.value.condition == ADMIN_KEY_REJECTED
+    with pytest.raises(KeyProblemError, match="admin key rejected") as second:
+        c.get_json("/organization/projects", {}, source="projects")
+    assert second.value.source == "projects"
+    assert len(session.calls) == 1, "the second source fails without sending the rejected key again"
+    assert keys.reads == [False, True]
+
+
+def test_poll_client_picks_up_a_key_rotated_by_another_thread() -> None:
+    keys = CountingKeys(ADMIN_KEY, "sk-admin-rotated-0000000000")
+
+    def reply() -> requests.Response:
+        return response(200, OK_PAGE)
+
+    c, _ = threaded_client(reply, keys)
+    c.get_json("/organization/costs", {}, source="costs")
+    # A 401 seen by one thread makes it re-read; a thread failing with the old key later uses the new one.
+    assert c._rotated_key("admin", keys, ADMIN_KEY, "costs") == "sk-admin-rotated-0000000000"
+    assert c._rotated_key("admin", keys, ADMIN_KEY, "projects") == "sk-admin-rotated-0000000000"
+    assert keys.reads == [False, True]
+
+
+@pytest.mark.parametrize(
+    ("status", "message", "endpoint", "condition"),
+    [
+        (401, "Incorrect API key provided", None, ADMIN_KEY_REJECTED),
+        (403, "Missing scopes: api.usage.read.", None, ADMIN_KEY_MISSING_SCOPE),
+        (401, "Incorrect API key provided: sess-****", LEGACY, SESSION_KEY_REJECTED),
+        (403, "must be made with a session key (that is, it can only be made from the browser)", LEGACY, None),
+    ],
+)
+def test_poll_client_auth_failures_name_a_condition(
+    status: int, message: str, endpoint: Any, condition: str | None
+) -> None:
+    c, _, _ = client([response(status, {"error": {"message": message}})] * 2)
+    kwargs = {"endpoint": endpoint} if endpoint else {}
+    with pytest.raises(KeyProblemError) as caught:
+        c.get_json("/x", None, source="s", **kwargs)
+    assert caught.value.kind == "auth"
+    assert caught.value.condition == (condition or SESSION_KEY_REJECTED)
+
+
+def test_poll_client_forbidden_for_another_reason_is_auth_without_a_condition() -> None:
+    c, _, _ = client([response(403, {"error": {"message": "Project is archived"}})] * 2)
+    with pytest.raises(AuthError, match="forbidden") as caught:
+        c.get_json("/organization/projects/p/spend_limit", None, source="project_spend_limits")
+    assert not isinstance(caught.value, KeyProblemError)
+
+
+def test_poll_client_404_is_not_found() -> None:
+    c, session, _ = client([response(404, {"error": {"message": "No spend limit is set", "code": "not_found"}})])
+    with pytest.raises(NotFoundError, match="not found"):
+        c.get_json("/organization/spend_limit", None, source="spend_limit")
+    assert len(session.calls) == 1
+
+
+def test_poll_client_missing_admin_secret_is_a_named_condition() -> None:
+    org = parse_config("organizations: [{id: acme, name: Acme}]", "t").organizations[0]
+    c = OpenAIClient.for_org(org, EnvSecrets({}), base_url="http://openai.invalid/v1")
+    assert not c.has_key("session")
+    with pytest.raises(KeyProblemError, match="OpenAI admin key of acme is not set") as caught:
+        c.get_json("/organization/costs", {}, source="costs")
+    assert caught.value.condition == ADMIN_KEY_MISSING
+
+
+def test_poll_client_for_org_uses_session_key_only_when_configured() -> None:
+    org = parse_config("organizations: [{id: acme, name: Acme}]", "t").organizations[0]
+    env = {"OPENAI_ADMIN_KEY": ADMIN_KEY, "OPENAI_SESSION_KEY": "sess-unit"}
+    assert OpenAIClient.for_org(org, EnvSecrets(env)).has_key("session")
+    assert not OpenAIClient.for_org(org, EnvSecrets({"OPENAI_ADMIN_KEY": ADMIN_KEY})).has_key("session")
+
+
+def test_poll_client_read_timeout_never_outlasts_the_invocation() -> None:
+    c, session, _ = client([response(200, OK_PAGE)], remaining_s=4)
+    c.get_json("/organization/costs", {}, source="costs")
+    connect, read = session.calls[0]["timeout"]
+    assert connect == 3.05
+    assert 3.5 < read <= 4
+
+
+def test_poll_client_sends_nothing_once_the_time_is_up() -> None:
+    c, session, _ = client([response(200, OK_PAGE)], remaining_s=-1)
+    with pytest.raises(UnavailableError, match="time is used up"):
+        c.get_json("/organization/costs", {}, source="costs")
+    assert session.calls == []
+
+
+def test_poll_client_connection_pool_fits_the_poll_threads() -> None:
+    session = http_session(20)
+    adapter = session.get_adapter("https://api.openai.com/v1")
+    assert adapter._pool_maxsize == 20  # type: ignore[attr-defined]
+
+
+def test_poll_client_missing_secret_is_read_once_per_poll() -> None:
+    reads: list[bool] = []
+
+    class CountingSecrets(EnvSecrets):
+        def get(self, ref: Any, *, force_fetch: bool = False) -> str | None:
+            reads.append(force_fetch)
+            return None
+
+    org = parse_config("organizations: [{id: acme, name: Acme}]", "t").organizations[0]
+    c = OpenAIClient.for_org(org, CountingSecrets({}), base_url="http://openai.invalid/v1")
+    reads.clear()  # for_org looked for a session key
+    for source in ("costs", "projects", "spend_limit"):
+        with pytest.raises(KeyProblemError, match="is not set") as caught:
+            c.get_json("/x", None, source=source)
+        assert caught.value.source == source
+        assert caught.value.condition == ADMIN_KEY_MISSING
+    assert reads == [False]
+    assert c.request_count == 0
