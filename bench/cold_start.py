@@ -13,11 +13,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 RUNS = 7
 
-SNIPPETS = {
-    "bare interpreter": "pass",
-    "boto3": "import boto3",
-    "poller handler": (f"import sys; sys.path.insert(0, {str(ROOT / 'functions' / 'poller')!r}); import handler"),
-    "alerter handler": (f"import sys; sys.path.insert(0, {str(ROOT / 'functions' / 'alerter')!r}); import handler"),
+SNIPPETS = {"bare interpreter": "pass", "boto3": "import boto3"} | {
+    f"{function} handler": f"import sys; sys.path.insert(0, {str(ROOT / 'functions' / function)!r}); import handler"
+    for function in ("poller", "alerter", "watchdog")
 }
 
 

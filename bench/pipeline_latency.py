@@ -55,7 +55,7 @@ def main() -> None:
     poll_ms = statistics.median(polls) * 1000
     deliver_ms = statistics.median(deliveries) * 1000
     print(f"local pipeline, median of {RUNS} runs (first run includes handler cold start):")
-    print(f"  poller handler (OpenAI costs + snapshot write)       {poll_ms:7.1f} ms")
+    print(f"  poller handler (every source of a poll + snapshot write) {poll_ms:5.1f} ms")
     print(f"  stream read + alerter handler + Slack message received {deliver_ms:5.1f} ms")
     print(f"  delivery / poll ratio                                 {deliver_ms / poll_ms:5.2f}")
 

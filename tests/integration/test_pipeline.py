@@ -185,3 +185,35 @@ def test_poller_reads_the_admin_key_from_ssm_once_across_invocations(
     pipeline.poll(POLL_TIME + timedelta(hours=1))
     assert reads.count("/spendwatch/sim/openai-admin-key") == 1
     assert all(ADMIN_KEY not in value for value in os.environ.values())
+
+
+def test_snapshot_store_history_reads_a_projection_of_the_newest_polls(pipeline: LocalPipeline) -> None:
+    from decimal import Decimal
+
+    from spendwatch.snapshot import DailyCost, Snapshot, SourceFailure
+    from spendwatch.store import SnapshotStore
+
+    store = SnapshotStore(pipeline.tables["SnapshotsTable"])
+    for hour in range(70):
+        moment = POLL_TIME - timedelta(hours=hour)
+        store.put_snapshot(
+            Snapshot(
+                org_id="sim",
+                org_name="Sim",
+                poll_time=moment,
+                collected_at=moment,
+                month_to_date_usd=Decimal("1.5"),
+                daily_costs_usd=tuple(
+                    DailyCost(day=(moment - timedelta(days=d)).date(), amount_usd=Decimal(d)) for d in range(40)
+                ),
+                failures=(SourceFailure(source="usage.images", kind="unavailable", detail="502"),),
+            ),
+            expires_at=2_000_000_000,
+        )
+    history = store.recent_snapshots("sim", since=POLL_TIME - timedelta(days=10), limit=64)
+    assert len(history) == 64
+    assert history[0].poll_time == POLL_TIME
+    assert history[-1].poll_time == POLL_TIME - timedelta(hours=63)
+    assert all(s.daily_costs_usd == () for s in history)  # the heavy series is not read
+    assert history[5].failures[0].source == "usage.images"
+    assert history[5].month_to_date_usd == Decimal("1.5")

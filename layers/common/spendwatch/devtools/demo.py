@@ -20,6 +20,8 @@ from typing import Any, TextIO
 from spendwatch.config import SlackChannelConfig, SpendwatchConfig, parse_config, resolve_local_config
 from spendwatch.devtools.pipeline import LocalPipeline, config_yaml
 from spendwatch.money import format_percent, format_usd, percent_of
+from spendwatch.snapshot import Snapshot
+from spendwatch.store import SnapshotStore
 
 SIMULATED_ADMIN_KEY = "sk-admin-simulated-demo-key"
 LOG_PATH = Path(".demo/handlers.log")
@@ -98,19 +100,43 @@ def handler_output(log: TextIO) -> Iterator[None]:
         yield
 
 
-def describe_poll(result: dict[str, Any], config: SpendwatchConfig) -> list[str]:
-    lines = [f"1. Poller handler ran for the scheduled time {result['poll_time']} and stored one snapshot per org:"]
+def stored_snapshots(pipeline: LocalPipeline, config: SpendwatchConfig, poll_time: datetime) -> dict[str, Snapshot]:
+    store = SnapshotStore(pipeline.tables["SnapshotsTable"])
+    found: dict[str, Snapshot] = {}
     for org in config.organizations:
-        figures = result["organizations"].get(org.id, {})
-        spent = figures.get("month_to_date_usd")
+        newest = store.recent_snapshots(org.id, since=poll_time, limit=1)
+        if newest:
+            found[org.id] = newest[0]
+    return found
+
+
+def notified_alerts(pipeline: LocalPipeline) -> int:
+    """Alerts recorded as sent in the notification log (what was posted when the Slack is real)."""
+    import boto3  # noqa: PLC0415
+
+    items = boto3.client("dynamodb").scan(TableName=pipeline.tables["AlertStateTable"]).get("Items", [])
+    return sum(1 for item in items if "notified_at" in item)
+
+
+def describe_poll(snapshots: dict[str, Snapshot], config: SpendwatchConfig, queue: Any) -> list[str]:
+    lines = [
+        f"1. Poller: the scheduled run queued one poll per organization; {queue.succeeded} poll invocation(s) "
+        f"from the SQS poll queue stored {len(snapshots)} snapshot(s):"
+    ]
+    for org in config.organizations:
+        snapshot = snapshots.get(org.id)
+        if snapshot is None:
+            lines.append(f"   {org.name}: no snapshot stored (see {LOG_PATH})")
+            continue
+        spent = None if snapshot.month_to_date_usd is None else str(snapshot.month_to_date_usd)
         line = f"   {org.name}: month-to-date {format_usd(Decimal(spent)) if spent else 'unknown'}"
         if spent and org.budget:
             share = percent_of(Decimal(spent), org.budget.monthly_usd)
             line += f" = {format_percent(share)} of the {format_usd(org.budget.monthly_usd)} monthly budget"
         elif not org.budget:
             line += " (no budget configured, so no budget rule to evaluate)"
-        if figures.get("failed_sources"):
-            line += f"; failed sources: {', '.join(figures['failed_sources'])}"
+        if snapshot.failures:
+            line += f"; failed sources: {', '.join(f.source for f in snapshot.failures)}"
         lines.append(line)
     return lines
 
@@ -119,7 +145,6 @@ def run_demo(environ: Mapping[str, str] | None = None, out: Callable[[str], None
     from spendwatch.devtools.fake_openai import FakeOpenAI  # noqa: PLC0415
     from spendwatch.devtools.fake_slack import FakeSlack  # noqa: PLC0415
     from spendwatch.devtools.simulated_org import SimulatedOrg  # noqa: PLC0415
-    from spendwatch.errors import NothingCollectedError  # noqa: PLC0415
 
     env = dict(os.environ if environ is None else environ)
     poll_time = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
@@ -142,20 +167,25 @@ def run_demo(environ: Mapping[str, str] | None = None, out: Callable[[str], None
             out(f"  {line}")
         out(f"  Handler logs and metrics (as CloudWatch would show them): {LOG_PATH}\n")
         pipeline.configure(config_yaml(setup.config), setup.secrets, setup.handler_env)
-        try:
-            with handler_output(log):
-                result = pipeline.poll(poll_time)
-        except NothingCollectedError as exc:
-            out(f"1. Poller handler: {exc}. The failures are listed in {LOG_PATH} and in the stored snapshot.")
-            return 1
-        for line in describe_poll(result, setup.config):
+        with handler_output(log):
+            queue = pipeline.poll_all(poll_time)
+        snapshots = stored_snapshots(pipeline, setup.config, poll_time)
+        for line in describe_poll(snapshots, setup.config, queue):
             out(line)
+        if not any(s.sources_ok for s in snapshots.values()):
+            out(f"   Nothing could be collected; the failures are listed above and in {LOG_PATH}.")
+            return 1
         with handler_output(log):
             stats = pipeline.deliver()
         out(f"2. Stream: {stats.delivered} snapshot INSERT(s) delivered to the alerter handler as Lambda-shaped events")
         before = len(fake_slack.messages) if fake_slack else 0
         if fake_slack is None:
-            out("3. Alerter ran; any alert was posted to your Slack channel.")
+            sent = notified_alerts(pipeline)
+            out(
+                f"3. Alerter posted {sent} alert(s) to your Slack channel."
+                if sent
+                else "3. Alerter: no threshold is crossed, so no message was sent."
+            )
         elif fake_slack.messages:
             out(f"3. Alerter posted {len(fake_slack.messages)} Slack message(s). This is what Slack shows:\n")
             for message in fake_slack.messages:
@@ -163,7 +193,7 @@ def run_demo(environ: Mapping[str, str] | None = None, out: Callable[[str], None
         else:
             out("3. Alerter: no threshold is crossed, so no message was sent.")
         with handler_output(log):
-            pipeline.poll(poll_time)
+            pipeline.poll_all(poll_time)
             again = pipeline.deliver()
         repeats = (len(fake_slack.messages) - before) if fake_slack else 0
         out(
