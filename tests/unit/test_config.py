@@ -118,3 +118,8 @@ def test_config_item_errors_are_not_doubled_by_a_list_length_error() -> None:
     with pytest.raises(ConfigError) as caught:
         parse_config("organizations:\n  - {id: Bad Id, name: a}\n", "t.yaml")
     assert caught.value.problems == ["organizations[0].id: String should match pattern '^[a-z0-9][a-z0-9-]{0,62}$'"]
+
+
+def test_config_from_environment_takes_the_admin_key_id() -> None:
+    config = config_from_environment({"OPENAI_ADMIN_KEY": "k", "OPENAI_ADMIN_KEY_ID": "key_abc123"})
+    assert config.organizations[0].admin_key_id == "key_abc123"

@@ -499,6 +499,7 @@ def config_from_environment(environ: Mapping[str, str]) -> SpendwatchConfig:
     org: dict[str, Any] = {
         "id": environ.get("SPENDWATCH_ORG_ID", "default"),
         "name": environ.get("SPENDWATCH_ORG_NAME", "OpenAI organization"),
+        **({"admin_key_id": environ["OPENAI_ADMIN_KEY_ID"]} if environ.get("OPENAI_ADMIN_KEY_ID") else {}),
     }
     channels: dict[str, Any] = {}
     if budget := environ.get("SPENDWATCH_MONTHLY_BUDGET_USD"):

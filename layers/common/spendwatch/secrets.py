@@ -7,7 +7,8 @@ parameters with a cache, and re-read on demand after an auth failure (key rotati
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
 from typing import Protocol
 
 from spendwatch.config import SecretRef
@@ -33,22 +34,32 @@ class EnvSecrets:
 
 
 class SsmSecrets:
-    """Deployed runs: the secret is an SSM SecureString parameter, cached for a few minutes."""
+    """Deployed runs: the secret is an SSM SecureString parameter, cached for a few minutes.
 
-    def __init__(self, max_age_s: int = SECRET_CACHE_SECONDS) -> None:
+    A parameter that does not exist (an optional session key nobody set) is remembered as absent for the
+    same time, so it costs one GetParameter per cache period rather than one per poll.
+    """
+
+    def __init__(self, max_age_s: int = SECRET_CACHE_SECONDS, clock: Callable[[], float] = time.monotonic) -> None:
         self._max_age = max_age_s
+        self._clock = clock
+        self._absent_until: dict[str, float] = {}
 
     def get(self, ref: SecretRef, *, force_fetch: bool = False) -> str | None:
         from aws_lambda_powertools.utilities import parameters  # noqa: PLC0415 - only deployed runs pay this import
 
+        if not force_fetch and self._absent_until.get(ref.parameter, 0.0) > self._clock():
+            return None
         try:
             value = parameters.get_parameter(
                 ref.parameter, decrypt=True, max_age=self._max_age, force_fetch=force_fetch
             )
         except parameters.exceptions.GetParameterError as exc:
             if "ParameterNotFound" in str(exc):
+                self._absent_until[ref.parameter] = self._clock() + self._max_age
                 return None
             raise SecretNotFoundError(f"cannot read SSM parameter {ref.parameter}: {_error_code(exc)}") from None
+        self._absent_until.pop(ref.parameter, None)
         return str(value) if value else None
 
 
