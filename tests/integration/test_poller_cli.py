@@ -18,6 +18,7 @@ import pytest
 
 from spendwatch.devtools.fake_openai import FakeOpenAI
 from spendwatch.devtools.simulated_org import ADMIN_KEY_ID, SimulatedOrg
+from spendwatch.money import format_usd
 from spendwatch.openai_api import ADMIN_KEY_REJECTED, SESSION_KEY_REJECTED
 from spendwatch.poll import SOURCE_ORDER
 
@@ -73,7 +74,8 @@ def test_poll_cli_failed_sources_are_listed_and_exit_zero(tmp_path: Path, server
     assert done.returncode == 0
     assert snapshot["conditions"] == [SESSION_KEY_REJECTED]
     assert [f["source"] for f in snapshot["failures"]] == ["credit_grants", "subscription"]
-    assert "source credit_grants failed [auth]" in done.stderr
+    assert "failed [auth] session key expired or rejected (401)" in done.stderr
+    assert "credit_grants, subscription" in done.stderr
 
 
 def test_poll_cli_nothing_collected_exits_non_zero_with_the_reasons(tmp_path: Path, server: FakeOpenAI) -> None:
@@ -117,5 +119,5 @@ def test_poll_cli_bad_config_or_unknown_org_exits_2_with_empty_stdout(tmp_path: 
 def test_poll_cli_text_summary(tmp_path: Path, server: FakeOpenAI) -> None:
     done, _ = run_poll(tmp_path, server)
     assert done.returncode == 0
-    assert f"month-to-date ${server.org.month_to_date_usd()}" in done.stdout
-    assert "hard limit organization (admin_api)" in done.stdout
+    assert f"month-to-date {format_usd(server.org.month_to_date_usd())}" in done.stdout
+    assert "hard limit, organization (admin_api): $600.00" in done.stdout

@@ -107,20 +107,31 @@ def cmd_poll(args: argparse.Namespace) -> int:
     if args.json:
         docs = [s.to_json_dict() for s in snapshots]
         print(dumps_exact(docs[0] if len(docs) == 1 else docs, indent=2))
+        # stdout is the document alone; the failures (also inside it) are repeated on stderr for people.
+        for snap in snapshots:
+            for line in _failure_lines(snap):
+                _print_err(f"{snap.org_id}: {line.strip()}")
     else:
         for snap in snapshots:
             print(_poll_summary(snap))
-    for snap in snapshots:
-        for failure in snap.failures:
-            _print_err(f"{snap.org_id}: source {failure.source} failed [{failure.kind}]: {failure.detail}")
-        for condition in snap.conditions:
-            _print_err(f"{snap.org_id}: condition {condition}")
     return 0 if any(s.sources_ok for s in snapshots) else 1
 
 
+def _failure_lines(snap: Snapshot) -> list[str]:
+    """Failed sources grouped by cause: a rejected key fails every source with the same message."""
+    by_cause: dict[tuple[str, str], list[str]] = {}
+    for failure in snap.failures:
+        by_cause.setdefault((failure.kind, failure.detail), []).append(failure.source)
+    lines = [f"  failed [{kind}] {detail}: {', '.join(sources)}" for (kind, detail), sources in by_cause.items()]
+    lines += [f"  condition: {condition}" for condition in snap.conditions]
+    return lines
+
+
 def _poll_summary(snap: Snapshot) -> str:
+    from spendwatch.money import format_usd  # noqa: PLC0415
+
     def usd(amount: Decimal | None) -> str:
-        return "unknown" if amount is None else f"${amount}"
+        return "unknown" if amount is None else format_usd(amount)
 
     lines = [
         f"{snap.org_name} ({snap.org_id}) {snap.period}: month-to-date {usd(snap.month_to_date_usd)}, "
@@ -131,11 +142,11 @@ def _poll_summary(snap: Snapshot) -> str:
     for share in snap.costs_by_project_usd[:5]:
         lines.append(f"  project {share.name or share.key}: {usd(share.amount_usd)}")
     for limit in snap.spend_limits:
-        lines.append(f"  hard limit {limit.scope} ({limit.source}): {usd(limit.threshold_usd)}")
+        scope = limit.scope if limit.scope == "organization" else f"project {snap.project_name(limit.scope)}"
+        lines.append(f"  hard limit, {scope} ({limit.source}): {usd(limit.threshold_usd)}")
     if snap.credit_summary is not None:
         lines.append(f"  credit available: {usd(snap.credit_summary.total_available_usd)}")
-    for failure in snap.failures:
-        lines.append(f"  failed source {failure.source} [{failure.kind}]: {failure.detail}")
+    lines += _failure_lines(snap)
     return "\n".join(lines)
 
 
