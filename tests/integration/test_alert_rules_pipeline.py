@@ -275,6 +275,19 @@ def test_alert_rules_history_from_the_snapshots_table_and_concurrent_invocations
     assert len(slack.messages) == 1
     assert 'Data source "costs" failed 3 polls in a row' in texts(slack)[0]
     assert sum(len(o.sent) for o in outcomes) == 1
+    # A loser that met the winner's live claim fails its record for a retry (never skips it); the retry,
+    # after the winner recorded the alert, sends nothing.
+    busy = [f for o in outcomes for f in o.failures]
+    assert all((f.reason, f.retryable) == ("claim_busy", True) for f in busy)
+    retry = process_snapshot(
+        polls[-1],
+        config=config,
+        states=AlertStateStore(pipeline.tables["AlertStateTable"]),
+        sender_for=lambda name, channel: WebhookPoster(slack.webhook_url),
+        now=lambda: T0 + 2 * HOUR,
+        history=history,
+    )
+    assert (retry.sent, retry.failures) == ([], [])
     # the earlier polls, delivered late, are superseded by the newest one of the same month
     late = process_snapshot(
         polls[0],

@@ -39,12 +39,21 @@ class MemoryStates:
                 )
         return found
 
-    def claim(self, org_id: str, key: str, *, expected_version: int, now: datetime, expires_at: int) -> None:
+    def claim(
+        self,
+        org_id: str,
+        key: str,
+        *,
+        expected_version: int,
+        now: datetime,
+        expires_at: int,
+        lease_s: int | None = None,
+    ) -> None:
         self.calls.append(f"claim {key}")
         item = self.items.setdefault((org_id, key), {})
         if item.get("version", 0) != expected_version or item.get("pending_until", 0) >= int(now.timestamp()):
             raise ClaimLostError(key)
-        item["pending_until"] = int(now.timestamp()) + self.lease_s
+        item["pending_until"] = int(now.timestamp()) + (lease_s if lease_s is not None else self.lease_s)
 
     def mark_sent(
         self, org_id: str, key: str, *, level: Decimal | None, firing: bool, now: datetime, reason: str
@@ -217,13 +226,58 @@ def test_alerting_unexpected_error_releases_claims_and_propagates() -> None:
     assert states.calls[-1] == "release budget.actual#org#2026-11#slack"
 
 
-def test_alerting_a_concurrent_claim_wins_and_this_invocation_sends_nothing() -> None:
+def test_alerting_a_live_claim_elsewhere_fails_this_record_for_a_retry_instead_of_skipping() -> None:
     states, senders = MemoryStates(), Senders()
     key = "budget.actual#org#2026-11#slack"
     states.claim("acme", key, expected_version=0, now=WHEN, expires_at=0)  # another invocation is sending
     outcome = run(snap("430"), states, senders)
-    assert outcome.skipped_claims == [key]
     assert senders.messages() == []
+    [failure] = outcome.failures
+    assert (failure.retryable, failure.reason) == (True, "claim_busy")
+    # The other invocation died: its claim lapses with its lease, and the retried record sends.
+    later = run(snap("430"), states, senders, now=WHEN + timedelta(seconds=181))
+    assert later.failures == []
+    assert len(senders.messages()) == 1
+
+
+def test_alerting_a_claim_lost_to_a_newer_version_is_decided_again_on_fresh_state() -> None:
+    states, senders = MemoryStates(), Senders()
+    run(snap("430"), states, senders)  # 80% sent and recorded (version 1)
+
+    stale = states.get_many("acme", ["budget.actual#org#2026-11#slack"])
+    reads = {"n": 0}
+    real_get_many = states.get_many
+
+    def get_many(org_id: str, keys: list[str]) -> dict[str, AlertState]:
+        reads["n"] += 1
+        if reads["n"] == 1:
+            return {k: AlertState(k, 0, None, None, False, None) for k in stale}
+        return real_get_many(org_id, keys)
+
+    states.get_many = get_many  # type: ignore[method-assign]
+    outcome = run(snap("430"), states, senders)
+    assert outcome.failures == []
+    assert len(senders.messages()) == 1  # fresh state says 80% was already sent: nothing new
+
+
+def test_alerting_a_failure_between_claims_releases_what_was_claimed() -> None:
+    states, senders = MemoryStates(), Senders()
+    cfg = config()
+    original_claim = states.claim
+    calls = {"n": 0}
+
+    def flaky_claim(*args: Any, **kwargs: Any) -> None:
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise RuntimeError("throttled")
+        original_claim(*args, **kwargs)
+
+    states.claim = flaky_claim  # type: ignore[method-assign]
+    # Two alerts due on one channel: the budget's 80% and the hard limit (430 of 450 = 95.6%).
+    snapshot = snap("430", spend_limits=(SpendLimit(scope="organization", threshold_cents=45000),))
+    with pytest.raises(RuntimeError, match="throttled"):
+        process_snapshot(snapshot, config=cfg, states=states, sender_for=senders, now=lambda: WHEN)  # type: ignore[arg-type]
+    assert all("pending_until" not in item for item in states.items.values())
 
 
 def test_alerting_resolve_without_send_resolved_is_recorded_silently_and_rearms() -> None:

@@ -32,7 +32,16 @@ class MemoryLog:
     def get_many(self, org_id: str, keys: list[str]) -> dict[str, AlertState]:
         return {k: self.items[f"{org_id}/{k}"] for k in keys if f"{org_id}/{k}" in self.items}
 
-    def claim(self, org_id: str, key: str, *, expected_version: int, now: datetime, expires_at: int) -> None:
+    def claim(
+        self,
+        org_id: str,
+        key: str,
+        *,
+        expected_version: int,
+        now: datetime,
+        expires_at: int,
+        lease_s: int | None = None,
+    ) -> None:
         current = self.items.get(f"{org_id}/{key}")
         if self.refuse_claims or (current and (current.version != expected_version or current.pending_until)):
             raise ClaimLostError(key)

@@ -10,6 +10,7 @@ the fallback, and the record still fails so it is retried and finally dead-lette
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -28,6 +29,8 @@ from spendwatch.snapshot import ITEM_KIND, Snapshot
 from spendwatch.store import AlertStateStore, SnapshotStore, from_attribute_map
 
 SAFETY_MARGIN_S = 3.0
+CLAIM_LEASE_MARGIN_S = 5
+"""A claim outlives its invocation by this much, so a claimant that dies blocks its retry only briefly."""
 
 
 class OutOfTimeError(SpendwatchError):
@@ -90,6 +93,7 @@ class AlerterApp:
             sender_for=senders,
             now=self.now,
             history=self._history(snapshot),
+            lease_s=lambda: math.ceil(remaining_s() + SAFETY_MARGIN_S) + CLAIM_LEASE_MARGIN_S,
         )
         for channel, alerts in outcome.sent:
             metrics.add_metric(name="AlertsSent", unit="Count", value=len(alerts))

@@ -17,6 +17,7 @@ from typing import Any
 from spendwatch.config import ChannelConfig, EmailChannelConfig, OrganizationConfig, SpendwatchConfig
 from spendwatch.decide import Action, NotifyPolicy, Reason, should_notify
 from spendwatch.errors import DeliveryError
+from spendwatch.observability import logger
 from spendwatch.render import Alert, EmailContent, Message, build_message, render_email
 from spendwatch.rules import RULE_SECTION, Observation, evaluate
 from spendwatch.senders import Sender
@@ -99,13 +100,15 @@ def process_snapshot(
     sender_for: SenderFactory,
     now: Callable[[], datetime],
     history: Sequence[Snapshot] | None = None,
+    lease_s: Callable[[], int] | None = None,
 ) -> Outcome:
     """Evaluate, decide, claim, send one grouped message per channel, record.
 
     `history`: recent snapshots of the same org (`SnapshotStore.recent_snapshots(org_id,
     since=rules.history_since(snapshot))`); without it, rules that need earlier polls (failing-source
     streaks, a baseline across the month boundary) see only this snapshot, and superseded records are
-    still evaluated.
+    still evaluated. `lease_s`: how long a claim may be held, i.e. the invocation's remaining time plus
+    a margin (the store's default otherwise).
     """
     outcome = Outcome()
     try:
@@ -122,17 +125,39 @@ def process_snapshot(
         return outcome
     policies = {obs.rule_id: policy_for(obs.rule_id, org, config, moment) for obs in observations}
     for channel_name in org.channels:
-        pending = _claim_due(
-            org, channel_name, observations, policies=policies, states=states, moment=moment, outcome=outcome
-        )
-        if not pending:
-            continue
-        alerts = [alert for _, alert in pending]
-        channel = config.channels[channel_name]
+        # Claimed alerts not yet recorded: released on any failure, so the stream retry can send them at
+        # once instead of waiting for the claims to lapse.
+        pending: list[tuple[str, Alert]] = []
         try:
+            _claim_due(
+                org,
+                channel_name,
+                observations,
+                policies=policies,
+                states=states,
+                moment=moment,
+                outcome=outcome,
+                pending=pending,
+                lease_s=lease_s() if lease_s is not None else None,
+            )
+            if not pending:
+                continue
+            alerts = [alert for _, alert in pending]
+            channel = config.channels[channel_name]
             sender = sender_for(channel_name, channel)
             deliver: Callable[[Any], None] = sender.send  # an e-mail sender takes `EmailContent`
             deliver(render_for(channel, snapshot, alerts, now=moment, org=org))
+        except ClaimBusyError as exc:
+            _release(states, org.id, pending)
+            outcome.failures.append(
+                DeliveryError(
+                    channel_name,
+                    f"alert {exc.key} is being sent by another invocation; retrying this record",
+                    retryable=True,
+                    reason="claim_busy",
+                )
+            )
+            continue
         except DeliveryError as exc:
             _release(states, org.id, pending)
             outcome.failures.append(exc)
@@ -146,6 +171,17 @@ def process_snapshot(
     return outcome
 
 
+class ClaimBusyError(Exception):
+    """Another invocation holds a live claim on this alert: this record must be retried, not skipped.
+
+    Skipping would be a miss if that invocation dies, or if its record is later found superseded.
+    """
+
+    def __init__(self, key: str) -> None:
+        self.key = key
+        super().__init__(key)
+
+
 def _claim_due(
     org: OrganizationConfig,
     channel_name: str,
@@ -155,34 +191,52 @@ def _claim_due(
     states: AlertStateStore,
     moment: datetime,
     outcome: Outcome,
-) -> list[tuple[str, Alert]]:
+    pending: list[tuple[str, Alert]],
+    lease_s: int | None,
+) -> None:
     """Decide every alert on one channel; claim those with a change; record the silent ones at once.
 
-    Returns the claimed (key, alert) pairs that must be sent, as one message, before they are recorded.
+    Appends the claimed (key, alert) pairs that must be sent, as one message, before they are recorded,
+    to `pending` as it goes (so the caller can release them if a later step fails). A claim lost to a
+    newer version is decided again on the fresh state; a claim held by another invocation raises
+    `ClaimBusyError`.
     """
     expires_at = int(moment.timestamp()) + ALERT_STATE_RETENTION_DAYS * 86400
     keyed: dict[str, Observation] = {f"{obs.key}#{channel_name}": obs for obs in observations}
     previous = states.get_many(org.id, list(keyed))
-    pending: list[tuple[str, Alert]] = []
     for key, obs in keyed.items():
         prior = previous.get(key)
-        decision = should_notify(prior, obs, policies[obs.rule_id], moment)
-        if decision.reason is Reason.SILENCED:
-            outcome.silenced.append(key)
-        if decision.action is Action.NONE or decision.reason is None:
-            continue
-        try:
-            states.claim(org.id, key, expected_version=prior.version if prior else 0, now=moment, expires_at=expires_at)
-        except ClaimLostError:
-            outcome.skipped_claims.append(key)
-            continue
-        alert = Alert(obs, decision.reason, decision.level)
-        if decision.action is Action.RECORD:
-            _record(states, org.id, key, alert, moment)
-            outcome.recorded.append((channel_name, alert))
-        else:
-            pending.append((key, alert))
-    return pending
+        for attempt in range(2):
+            decision = should_notify(prior, obs, policies[obs.rule_id], moment)
+            if decision.action is Action.NONE or decision.reason is None:
+                if decision.reason is Reason.SILENCED:
+                    outcome.silenced.append(key)
+                break
+            try:
+                states.claim(
+                    org.id,
+                    key,
+                    expected_version=prior.version if prior else 0,
+                    now=moment,
+                    expires_at=expires_at,
+                    lease_s=lease_s,
+                )
+            except ClaimLostError:
+                prior = states.get_many(org.id, [key]).get(key)
+                live = (
+                    prior is not None and prior.pending_until is not None and prior.pending_until >= moment.timestamp()
+                )
+                if live or attempt == 1:
+                    outcome.skipped_claims.append(key)
+                    raise ClaimBusyError(key) from None
+                continue  # the state moved on (another invocation recorded it): decide again on it
+            alert = Alert(obs, decision.reason, decision.level)
+            if decision.action is Action.RECORD:
+                _record(states, org.id, key, alert, moment)
+                outcome.recorded.append((channel_name, alert))
+            else:
+                pending.append((key, alert))
+            break
 
 
 def render_for(
@@ -206,5 +260,9 @@ def _record(states: AlertStateStore, org_id: str, key: str, alert: Alert, moment
 
 
 def _release(states: AlertStateStore, org_id: str, pending: list[tuple[str, Alert]]) -> None:
+    """Release every claim, even if one release fails (that claim then lapses with its lease)."""
     for key, _ in pending:
-        states.release(org_id, key)
+        try:
+            states.release(org_id, key)
+        except Exception as exc:
+            logger.warning("claim release failed", org_id=org_id, alert_key=key, error=type(exc).__name__)

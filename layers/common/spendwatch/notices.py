@@ -30,7 +30,16 @@ class NotificationLog(Protocol):
 
     def get_many(self, org_id: str, keys: list[str]) -> dict[str, AlertState]: ...
 
-    def claim(self, org_id: str, key: str, *, expected_version: int, now: datetime, expires_at: int) -> None: ...
+    def claim(
+        self,
+        org_id: str,
+        key: str,
+        *,
+        expected_version: int,
+        now: datetime,
+        expires_at: int,
+        lease_s: int | None = None,
+    ) -> None: ...
 
     def mark_sent(
         self, org_id: str, key: str, *, level: Decimal | None, firing: bool, now: datetime, reason: str

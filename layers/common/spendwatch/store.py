@@ -145,7 +145,13 @@ class AlertStateStore:
         states: dict[str, AlertState] = {}
         unique = list(dict.fromkeys(keys))
         for start in range(0, len(unique), 100):
-            request: Any = {self._table: {"Keys": [self._key(org_id, k) for k in unique[start : start + 100]]}}
+            # Strongly consistent: a decision taken on a stale version would lose its claim.
+            request: Any = {
+                self._table: {
+                    "Keys": [self._key(org_id, k) for k in unique[start : start + 100]],
+                    "ConsistentRead": True,
+                }
+            }
             while request:
                 response = self._client.batch_get_item(RequestItems=request)
                 for raw in response.get("Responses", {}).get(self._table, []):
@@ -155,7 +161,18 @@ class AlertStateStore:
                 request = response.get("UnprocessedKeys") or None
         return states
 
-    def claim(self, org_id: str, key: str, *, expected_version: int, now: datetime, expires_at: int) -> None:
+    def claim(
+        self,
+        org_id: str,
+        key: str,
+        *,
+        expected_version: int,
+        now: datetime,
+        expires_at: int,
+        lease_s: int | None = None,
+    ) -> None:
+        """Take the alert for sending. `lease_s` should end with the claimant's invocation (its remaining
+        time plus a margin): a claimant that dies leaves a claim that lapses when its retry can start."""
         now_s = int(now.timestamp())
         try:
             self._client.update_item(
@@ -167,7 +184,7 @@ class AlertStateStore:
                     "AND (attribute_not_exists(pending_until) OR pending_until < :now)"
                 ),
                 ExpressionAttributeValues={
-                    ":until": {"N": str(now_s + self._lease_s)},
+                    ":until": {"N": str(now_s + (lease_s if lease_s is not None else self._lease_s))},
                     ":now": {"N": str(now_s)},
                     ":version": {"N": str(expected_version)},
                     ":exp": {"N": str(expires_at)},

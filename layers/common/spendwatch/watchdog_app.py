@@ -100,7 +100,18 @@ class WatchdogApp:
             return (remaining_ms() / 1000 if remaining_ms else 60.0) - SAFETY_MARGIN_S
 
         config = self.config()
-        return [self.check(org, config, now, remaining_s) for org in config.organizations]
+        checks = []
+        for org in config.organizations:
+            try:
+                checks.append(self.check(org, config, now, remaining_s))
+            except Exception as exc:
+                logger.exception("watchdog check failed", org_id=org.id)
+                failed = OrgCheck(org.id, None, stale_after(org, self.poll_period_s), stale=False)
+                failed.failures.append(
+                    DeliveryError("(watchdog)", f"check failed: {type(exc).__name__}", retryable=True, reason="error")
+                )
+                checks.append(failed)
+        return checks
 
     def check(
         self, org: OrganizationConfig, config: SpendwatchConfig, now: datetime, remaining_s: Callable[[], float]

@@ -1,0 +1,50 @@
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from spendwatch.config import parse_config
+from spendwatch.watchdog_app import WatchdogApp
+from tests.unit.test_alerting import MemoryStates
+
+NOW = datetime(2026, 11, 22, 12, tzinfo=UTC)
+CONFIG = parse_config(
+    """
+organizations:
+  - {id: broken, name: Broken, channels: [slack]}
+  - {id: stale, name: Stale, channels: [slack]}
+channels:
+  slack: {type: slack}
+""",
+    "t.yaml",
+)
+
+
+class SnapshotTimes:
+    def newest_poll_time(self, org_id: str) -> datetime | None:
+        if org_id == "broken":
+            raise RuntimeError("ProvisionedThroughputExceededException")
+        return NOW - timedelta(hours=10)
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.sent: list[Any] = []
+
+    def send(self, message: Any) -> None:
+        self.sent.append(message)
+
+
+def test_watchdog_one_org_failing_does_not_stop_the_others() -> None:
+    recorder = Recorder()
+    app = WatchdogApp(
+        config=lambda: CONFIG,
+        snapshots=SnapshotTimes(),
+        states=MemoryStates(),
+        sender_for=lambda remaining: lambda name, channel: recorder,  # type: ignore[arg-type,return-value]
+    )
+    checks = {check.org_id: check for check in app.run(NOW)}
+    assert [f.reason for f in checks["broken"].failures] == ["error"]
+    assert checks["stale"].stale is True
+    assert checks["stale"].notified == ["slack"]
+    assert len(recorder.sent) == 1
