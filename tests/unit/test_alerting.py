@@ -351,6 +351,14 @@ def test_alerting_superseded_snapshot_is_skipped_in_favour_of_the_newer_one() ->
     assert superseding(older, [december, blind]) is None
 
 
+def test_alerting_a_newer_snapshot_missing_a_source_does_not_supersede() -> None:
+    with_credits = snap("260", sources_ok=("costs", "credit_grants"))
+    lost_credits = snap("300", when=WHEN + timedelta(hours=1), sources_ok=("costs",))
+    complete = snap("310", when=WHEN + timedelta(hours=2), sources_ok=("costs", "credit_grants", "projects"))
+    assert superseding(with_credits, [lost_credits]) is None
+    assert superseding(with_credits, [lost_credits, complete]) == complete.poll_time
+
+
 def test_alerting_history_reaches_the_rules() -> None:
     states, senders = MemoryStates(), Senders()
     failing = (SourceFailure(source="costs", kind="unavailable", detail="HTTP 502"),)

@@ -81,6 +81,7 @@ def superseding(snapshot: Snapshot, history: Sequence[Snapshot]) -> datetime | N
     batch) is not evaluated: the newer snapshot carries the current state, so alerts of a batch are
     grouped into the newest snapshot's one message and stale figures are never sent.
     """
+    needed = set(snapshot.sources_ok)
     newer = [
         s.poll_time
         for s in history
@@ -88,6 +89,8 @@ def superseding(snapshot: Snapshot, history: Sequence[Snapshot]) -> datetime | N
         and s.poll_time > snapshot.poll_time
         and s.period == snapshot.period
         and (s.month_to_date_usd is not None or snapshot.month_to_date_usd is None)
+        # A newer poll that lost a source this one has (credits, limits) cannot speak for its alerts.
+        and needed <= set(s.sources_ok)
     ]
     return max(newer) if newer else None
 

@@ -467,12 +467,22 @@ def classify_ses(code: str) -> SesError:
     return SesError(code, code.startswith("Internal") or code.startswith("ServiceUnavailable"))
 
 
+SES_CONNECT_TIMEOUT_S = 5
+SES_READ_TIMEOUT_S = 10
+SES_CALL_BUDGET_S = SES_CONNECT_TIMEOUT_S + SES_READ_TIMEOUT_S
+"""The longest one SendEmail call can take: no call starts with less time than this left."""
+
+
 def default_ses_client() -> SESV2Client:
     import boto3  # noqa: PLC0415
     from botocore.config import Config  # noqa: PLC0415
 
     # Our own loop retries (bounded by the time left); botocore's would multiply it.
-    config = Config(retries={"mode": "standard", "max_attempts": 1}, connect_timeout=5, read_timeout=10)
+    config = Config(
+        retries={"mode": "standard", "max_attempts": 1},
+        connect_timeout=SES_CONNECT_TIMEOUT_S,
+        read_timeout=SES_READ_TIMEOUT_S,
+    )
     return boto3.client("sesv2", config=config)
 
 
@@ -547,6 +557,14 @@ class EmailSender:
         attempt = 0
         while True:
             attempt += 1
+            if self._remaining_s() < SES_CALL_BUDGET_S:
+                # A call that outlives the invocation would fail the whole batch; fail this record instead.
+                raise DeliveryError(
+                    self.name,
+                    "too little time left for an SES call (out_of_time)",
+                    retryable=True,
+                    reason="out_of_time",
+                )
             self.calls += 1
             try:
                 if self._client is None:
@@ -563,7 +581,7 @@ class EmailSender:
                     self.name, f"SES rejected the message ({error.code})", retryable=False, reason=error.code
                 )
             wait = float(2 ** (attempt - 1))
-            if attempt >= self._max_attempts or wait >= self._remaining_s():
+            if attempt >= self._max_attempts or wait + SES_CALL_BUDGET_S >= self._remaining_s():
                 raise DeliveryError(
                     self.name,
                     f"SES unavailable ({error.code}) after {attempt} attempt(s)",
