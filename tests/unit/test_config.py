@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import re
 from decimal import Decimal
 from pathlib import Path
 
@@ -123,3 +124,8 @@ def test_config_item_errors_are_not_doubled_by_a_list_length_error() -> None:
 def test_config_from_environment_takes_the_admin_key_id() -> None:
     config = config_from_environment({"OPENAI_ADMIN_KEY": "k", "OPENAI_ADMIN_KEY_ID": "key_abc123"})
     assert config.organizations[0].admin_key_id == "key_abc123"
+
+
+def test_config_org_id_slack_is_reserved() -> None:
+    with pytest.raises(ConfigError, match=re.escape("organizations[0].id: 'slack' is reserved")):
+        parse_config("organizations: [{id: slack, name: S}]", "t.yaml")

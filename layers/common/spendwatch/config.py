@@ -31,6 +31,7 @@ from spendwatch.errors import ConfigError
 DEFAULT_CONFIG_PATH = Path("config/spendwatch.yaml")
 DEFAULT_THRESHOLDS_PERCENT = (Decimal(50), Decimal(80), Decimal(100))
 ORG_ID_PATTERN = r"^[a-z0-9][a-z0-9-]{0,62}$"
+RESERVED_ORG_IDS = frozenset({"slack", "config"})
 
 
 class _Model(BaseModel):
@@ -357,6 +358,16 @@ class OrganizationConfig(_Model):
     id: Annotated[str, Field(pattern=ORG_ID_PATTERN)]
     name: Annotated[str, Field(min_length=1, max_length=200)]
     admin_key: SecretRef | None = None
+
+    @field_validator("id")
+    @classmethod
+    def _not_reserved(cls, value: str) -> str:
+        # /spendwatch/slack/* holds the Slack credentials, which the alerter may read: an org called
+        # "slack" would put its OpenAI keys where the alerter can read them too.
+        if value in RESERVED_ORG_IDS:
+            raise ValueError(f"{value!r} is reserved (its SSM path holds spendwatch's own settings)")
+        return value
+
     admin_key_id: Annotated[str | None, Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_-]+$")] = None
     """id of the admin key (`key_...`), so the poller can read its expiry; skipped when unknown"""
     session_key: SecretRef | None = None
