@@ -18,13 +18,12 @@ from cfnlint.api import ManualArgs, lint_file
 
 SNAPSHOT_FILTER = {"eventName": ["INSERT"], "dynamodb": {"NewImage": {"kind": {"S": ["snapshot"]}}}}
 ALERT_STATE_ACTIONS = {
-    "dynamodb:GetItem",
     "dynamodb:BatchGetItem",  # AlertStateStore.get_many
-    "dynamodb:PutItem",
-    "dynamodb:UpdateItem",
-    "dynamodb:DeleteItem",
-    "dynamodb:Query",
+    "dynamodb:UpdateItem",  # AlertStateStore.claim / mark_sent / release
 }
+STREAM_READ_ACTIONS = {"dynamodb:DescribeStream", "dynamodb:GetRecords", "dynamodb:GetShardIterator"}
+SNAPSHOTS_STREAM_ARN = {"Fn::GetAtt": ["SnapshotsTable", "StreamArn"]}
+SNAPSHOTS_STREAMS = {"Fn::Sub": "${SnapshotsTable.Arn}/stream/*"}
 BASIC_EXECUTION = "arn:aws:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole"
 XRAY_WRITE = "arn:aws:iam::aws:policy/AWSXrayWriteOnlyAccess"
 DYNAMODB_STREAM_EXECUTION = "arn:aws:iam::aws:policy/service-role/AWSLambdaDynamoDBExecutionRole"
@@ -119,6 +118,10 @@ def stream_mapping(translated: dict[str, Any]) -> dict[str, Any]:
     (mapping,) = [m for m in mappings.values() if m["Properties"]["FunctionName"] == {"Ref": "AlerterFunction"}]
     properties: dict[str, Any] = mapping["Properties"]
     return properties
+
+
+def dynamodb_statements(role: dict[str, Any]) -> list[dict[str, Any]]:
+    return [s for s in statements(role) if any(a.startswith("dynamodb:") for a in actions(s))]
 
 
 # --------------------------------------------------------------------------------------------------
@@ -243,8 +246,58 @@ def test_stream_mapping_sends_failed_batches_to_dlq(translated: dict[str, Any], 
     dlq = props(translated, "AlerterDeadLetterQueue")
     assert dlq["MessageRetentionPeriod"] == 14 * 24 * 3600
     assert dlq["SqsManagedSseEnabled"] is True
-    sends = [s for s in statements(role_of(translated, "AlerterFunction")) if "sqs:SendMessage" in actions(s)]
-    assert [s["Resource"] for s in sends] == [destination], "SAM grants SendMessage on exactly the DLQ"
+    sqs = [
+        s for s in statements(role_of(translated, "AlerterFunction")) if any(a.startswith("sqs:") for a in actions(s))
+    ]
+    assert [(actions(s), s["Resource"]) for s in sqs] == [({"sqs:SendMessage"}, destination)], (
+        "the alerter may only send failed-batch descriptions, to exactly its DLQ"
+    )
+
+
+def test_stream_mapping_is_an_explicit_resource_not_a_sam_event(
+    raw_template: dict[str, Any], translated: dict[str, Any]
+) -> None:
+    """A SAM `Type: DynamoDB` event would attach AWSLambdaDynamoDBExecutionRole (stream reads on `*`)."""
+    for name, resource in raw_template["Resources"].items():
+        for event in (resource.get("Properties") or {}).get("Events", {}).values():
+            assert event["Type"] not in {"DynamoDB", "Kinesis", "SQS", "MSK"}, f"{name}: use an explicit mapping"
+    mappings = {
+        name: m
+        for name, m in resources_of_type(translated, "AWS::Lambda::EventSourceMapping").items()
+        if m["Properties"]["FunctionName"] == {"Ref": "AlerterFunction"}
+    }
+    # The id SAM generated for the former `Snapshots` event: a deployed stack updates that mapping in place
+    # instead of creating a second mapping of the same stream and function, which Lambda refuses.
+    assert set(mappings) == {"AlerterFunctionSnapshots"}
+    assert raw_template["Resources"]["AlerterFunctionSnapshots"]["Type"] == "AWS::Lambda::EventSourceMapping"
+
+
+def test_stream_mapping_is_created_after_the_role_and_its_policies(translated: dict[str, Any]) -> None:
+    """Lambda checks the execution role's stream permissions when the mapping is created."""
+    mapping = translated["Resources"]["AlerterFunctionSnapshots"]
+    role_id = props(translated, "AlerterFunction")["Role"]["Fn::GetAtt"][0]
+    assert role_id in as_list(mapping.get("DependsOn", [])), "wait for the role explicitly"
+    # The stream statements are inline policies of that role, so the role's completion includes them.
+    assert not resources_of_type(translated, "AWS::IAM::Policy"), "a separate policy resource needs its own DependsOn"
+    assert any(actions(s) >= STREAM_READ_ACTIONS for s in statements(translated["Resources"][role_id]["Properties"]))
+
+
+def test_alerter_role_reads_only_the_snapshots_stream(translated: dict[str, Any]) -> None:
+    stream = [
+        s
+        for s in dynamodb_statements(role_of(translated, "AlerterFunction"))
+        if actions(s) & (STREAM_READ_ACTIONS | {"dynamodb:ListStreams"})
+    ]
+    found = {json.dumps(s["Resource"], sort_keys=True): actions(s) for s in stream}
+    assert len(found) == len(stream), "one statement per resource"
+    assert found == {
+        json.dumps(SNAPSHOTS_STREAM_ARN, sort_keys=True): STREAM_READ_ACTIONS,
+        # ListStreams: AWS's documented scope for a Lambda stream consumer (table/<name>/stream/*), never `*`.
+        json.dumps(SNAPSHOTS_STREAMS, sort_keys=True): {"dynamodb:ListStreams"},
+    }
+    for function in ("PollerFunction", "WatchdogFunction"):
+        for statement in dynamodb_statements(role_of(translated, function)):
+            assert not actions(statement) & (STREAM_READ_ACTIONS | {"dynamodb:ListStreams"}), (function, statement)
 
 
 def test_stream_filter_pattern_is_insert_snapshot_only(stream_mapping: dict[str, Any]) -> None:
@@ -307,50 +360,55 @@ def test_alert_state_table_has_no_stream(translated: dict[str, Any]) -> None:
 # --------------------------------------------------------------------------------------------------
 # IAM
 # --------------------------------------------------------------------------------------------------
-@pytest.mark.parametrize("function", ["PollerFunction", "AlerterFunction"])
+def _is_wildcard_resource(resource: Any) -> bool:
+    """`*`, or an ARN (plain or in a `Fn::Sub`) whose resource part is only a wildcard: `...:*`,
+    `...:table/*`, `...:parameter/*`."""
+    if resource == "*":
+        return True
+    text = resource.get("Fn::Sub") if isinstance(resource, dict) else resource
+    text = text[0] if isinstance(text, list) else text  # the [template, variables] form of Fn::Sub
+    return isinstance(text, str) and re.search(r":([a-z-]+/)?\*$", text) is not None
+
+
+@pytest.mark.parametrize("function", ["PollerFunction", "AlerterFunction", "WatchdogFunction"])
 def test_function_roles_have_no_wildcard_resource(translated: dict[str, Any], function: str) -> None:
+    """X-Ray segment upload cannot be scoped: SAM adds it as a managed policy, the only `*` these roles get."""
     for statement in statements(role_of(translated, function)):
         for resource in as_list(statement["Resource"]):
-            if resource == "*":
-                # X-Ray segment upload cannot be scoped; SAM adds it as a managed policy today.
-                assert all(a.startswith("xray:") for a in actions(statement)), statement
-            else:
-                assert not (isinstance(resource, str) and resource.endswith(":*")), statement
+            assert not _is_wildcard_resource(resource), statement
 
 
-@pytest.mark.parametrize(
-    ("function", "expected"),
-    [
-        ("PollerFunction", {BASIC_EXECUTION, XRAY_WRITE}),
-        ("AlerterFunction", {BASIC_EXECUTION, XRAY_WRITE, DYNAMODB_STREAM_EXECUTION}),
-    ],
-)
-def test_function_roles_managed_policies_are_only_sams(
-    translated: dict[str, Any], function: str, expected: set[str]
-) -> None:
-    assert set(role_of(translated, function)["ManagedPolicyArns"]) == expected
+@pytest.mark.parametrize("function", ["PollerFunction", "AlerterFunction", "WatchdogFunction"])
+def test_function_roles_managed_policies_are_only_sams(translated: dict[str, Any], function: str) -> None:
+    """Logs through AWSLambdaBasicExecutionRole, traces through X-Ray; no AWSLambdaDynamoDBExecutionRole
+    (stream reads on `*`) and no AWSLambdaSQSQueueExecutionRole (queue reads on `*`)."""
+    assert set(role_of(translated, function)["ManagedPolicyArns"]) == {BASIC_EXECUTION, XRAY_WRITE}
+    assert DYNAMODB_STREAM_EXECUTION not in role_of(translated, function)["ManagedPolicyArns"]
 
 
 def test_poller_role_writes_only_the_snapshots_table(translated: dict[str, Any]) -> None:
     role = role_of(translated, "PollerFunction")
     assert not mentions(role, "AlertStateTable"), "the poller has no business with alert state"
-    dynamodb = [s for s in statements(role) if any(a.startswith("dynamodb:") for a in actions(s))]
-    assert dynamodb, "the poller must be able to write snapshots"
-    for statement in dynamodb:
-        assert actions(statement) <= {"dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:BatchWriteItem"}
-        assert all(mentions(r, "SnapshotsTable") for r in as_list(statement["Resource"])), statement
+    dynamodb = dynamodb_statements(role)
+    assert [(actions(s), s["Resource"]) for s in dynamodb] == [
+        ({"dynamodb:PutItem"}, {"Fn::GetAtt": ["SnapshotsTable", "Arn"]})
+    ], "SnapshotStore.put_snapshot only (tests/infra/test_template_iam.py derives it from store.py)"
 
 
-def test_poller_role_reads_only_parameters_under_prefix(translated: dict[str, Any]) -> None:
+def test_poller_role_reads_only_openai_keys_and_the_config(translated: dict[str, Any]) -> None:
     role = role_of(translated, "PollerFunction")
     non_data = [s for s in statements(role) if not any(a.startswith(("dynamodb:", "sqs:")) for a in actions(s))]
     assert len(non_data) == 1  # the poll queue's statements: tests/infra/test_template_poller.py
     (ssm,) = non_data
     assert ssm["Effect"] == "Allow"
     assert actions(ssm) == {"ssm:GetParameter"}
-    assert ssm["Resource"] == {
-        "Fn::Sub": "arn:${AWS::Partition}:ssm:${AWS::Region}:${AWS::AccountId}:parameter/${SsmParameterPrefix}/*"
-    }
+    assert ssm["Resource"] == [
+        {
+            "Fn::Sub": "arn:${AWS::Partition}:ssm:${AWS::Region}:${AWS::AccountId}:"
+            "parameter/${SsmParameterPrefix}/*/openai-*"
+        },
+        {"Fn::Sub": "arn:${AWS::Partition}:ssm:${AWS::Region}:${AWS::AccountId}:parameter${ConfigParameterName}"},
+    ]
 
 
 def test_alerter_role_alert_state_actions_are_exactly_these(translated: dict[str, Any]) -> None:
@@ -361,6 +419,16 @@ def test_alerter_role_alert_state_actions_are_exactly_these(translated: dict[str
     (statement,) = on_state
     assert actions(statement) == ALERT_STATE_ACTIONS
     assert statement["Resource"] == {"Fn::GetAtt": ["AlertStateTable", "Arn"]}
+
+
+def test_alerter_role_queries_the_snapshots_table_and_nothing_more(translated: dict[str, Any]) -> None:
+    on_table = [
+        s
+        for s in dynamodb_statements(role_of(translated, "AlerterFunction"))
+        if s["Resource"] == {"Fn::GetAtt": ["SnapshotsTable", "Arn"]}
+    ]
+    assert [actions(s) for s in on_table] == [{"dynamodb:Query"}], "SnapshotStore.recent_snapshots"
+    assert "index/" not in json.dumps(role_of(translated, "AlerterFunction")), "the tables have no indexes"
 
 
 def test_alerter_role_only_reads_snapshots(translated: dict[str, Any]) -> None:
@@ -390,18 +458,19 @@ def test_alerter_role_ses_statement_is_conditional_and_scoped(translated: dict[s
     assert condition == "HasSesSender"
     assert translated["Conditions"]["HasSesSender"] == {"Fn::Not": [{"Fn::Equals": [{"Ref": "SesSenderIdentity"}, ""]}]}
     assert actions(statement) == {"ses:SendEmail"}
-    assert statement["Resource"] == {
+    assert as_list(statement["Resource"])[0] == {
         "Fn::Sub": "arn:${AWS::Partition}:ses:${AWS::Region}:${AWS::AccountId}:identity/${SesSenderIdentity}"
     }
 
 
-def test_alerter_role_reads_only_parameters_under_prefix(translated: dict[str, Any]) -> None:
+def test_alerter_role_reads_only_slack_credentials_and_the_config(translated: dict[str, Any]) -> None:
     ssm = [
         s for s in statements(role_of(translated, "AlerterFunction")) if any(a.startswith("ssm:") for a in actions(s))
     ]
     assert len(ssm) == 1
     assert actions(ssm[0]) == {"ssm:GetParameter"}
-    assert "${SsmParameterPrefix}/*" in ssm[0]["Resource"]["Fn::Sub"]
+    subs = [r["Fn::Sub"] for r in ssm[0]["Resource"]]
+    assert [s.split(":parameter", 1)[1] for s in subs] == ["/${SsmParameterPrefix}/slack/*", "${ConfigParameterName}"]
 
 
 # --------------------------------------------------------------------------------------------------

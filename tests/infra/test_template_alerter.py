@@ -25,6 +25,16 @@ SENDERS = ("AlerterFunction", "WatchdogFunction")
 SES_IDENTITY_ARN = {
     "Fn::Sub": "arn:${AWS::Partition}:ses:${AWS::Region}:${AWS::AccountId}:identity/${SesSenderIdentity}"
 }
+SES_CONFIGURATION_SET_ARN = {
+    "Fn::If": [
+        "HasSesConfigurationSet",
+        {
+            "Fn::Sub": "arn:${AWS::Partition}:ses:${AWS::Region}:${AWS::AccountId}:"
+            "configuration-set/${SesConfigurationSet}"
+        },
+        {"Ref": "AWS::NoValue"},
+    ]
+}
 
 
 def test_watchdog_function_is_built_like_the_others(raw_template: dict[str, Any], translated: dict[str, Any]) -> None:
@@ -78,13 +88,17 @@ def test_watchdog_role_is_least_privilege(translated: dict[str, Any]) -> None:
     assert found[state] == {"dynamodb:BatchGetItem", "dynamodb:UpdateItem"}
     ssm = [s for s in statements(role) if any(a.startswith("ssm:") for a in actions(s))]
     assert len(ssm) == 1 and actions(ssm[0]) == {"ssm:GetParameter"}
-    assert "${SsmParameterPrefix}/*" in ssm[0]["Resource"]["Fn::Sub"]
+    assert [r["Fn::Sub"].split(":parameter", 1)[1] for r in ssm[0]["Resource"]] == [
+        "/${SsmParameterPrefix}/slack/*",
+        "${ConfigParameterName}",
+    ], "Slack credentials and the config, never an OpenAI key"
     assert not any(mentions(s["Resource"], "AlerterDeadLetterQueue") for s in statements(role))
 
 
 @pytest.mark.parametrize("function", SENDERS)
 def test_ses_send_is_conditional_and_scoped_to_the_identity(translated: dict[str, Any], function: str) -> None:
-    """SES v2 `SendEmail` is authorized by the IAM action `ses:SendEmail` on the identity's ARN."""
+    """SES v2 `SendEmail` is authorized by the IAM action `ses:SendEmail` on the identity's ARN and, when the
+    message names one, on the configuration set's ARN (added only when `SesConfigurationSet` is set)."""
     ses = [
         (condition, statement)
         for condition, policy in inline_policies(role_of(translated, function))
@@ -95,7 +109,16 @@ def test_ses_send_is_conditional_and_scoped_to_the_identity(translated: dict[str
     ((condition, statement),) = ses
     assert condition == "HasSesSender"
     assert actions(statement) == {"ses:SendEmail"}, "no SendRawEmail, no identity management"
-    assert statement["Resource"] == SES_IDENTITY_ARN
+    assert statement["Resource"] == [SES_IDENTITY_ARN, SES_CONFIGURATION_SET_ARN]
+
+
+def test_ses_configuration_set_parameter_is_optional(raw_template: dict[str, Any], translated: dict[str, Any]) -> None:
+    parameter = raw_template["Parameters"]["SesConfigurationSet"]
+    assert parameter["Type"] == "String"
+    assert parameter["Default"] == ""
+    assert translated["Conditions"]["HasSesConfigurationSet"] == {
+        "Fn::Not": [{"Fn::Equals": [{"Ref": "SesConfigurationSet"}, ""]}]
+    }
 
 
 def test_alerter_role_can_batch_read_alert_state(translated: dict[str, Any]) -> None:

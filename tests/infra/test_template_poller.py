@@ -44,7 +44,10 @@ def test_template_poller_queue_redrives_to_its_dead_letter_queue(translated: dic
     queue = props(translated, "PollRequestsQueue")
     redrive = queue["RedrivePolicy"]
     assert redrive["deadLetterTargetArn"] == {"Fn::GetAtt": ["PollRequestsDeadLetterQueue", "Arn"]}
-    assert 1 <= redrive["maxReceiveCount"] <= 3, "a poll is retried a little, never for hours"
+    # AWS advises at least 5 for an SQS event source (a throttled receive counts), and a poll is retried
+    # within the hour, not for hours.
+    assert 5 <= redrive["maxReceiveCount"] <= 6
+    assert redrive["maxReceiveCount"] * queue["VisibilityTimeout"] <= 3600
     # A message must be able to use every receive before it expires, or it vanishes without a dead letter.
     assert queue["MessageRetentionPeriod"] > redrive["maxReceiveCount"] * queue["VisibilityTimeout"]
     dlq = props(translated, "PollRequestsDeadLetterQueue")
@@ -66,6 +69,14 @@ def test_template_poller_sqs_mapping_is_one_org_per_invocation_with_partial_fail
 def test_template_poller_env_names_the_poll_queue(translated: dict[str, Any]) -> None:
     env = props(translated, "PollerFunction")["Environment"]["Variables"]
     assert env["POLL_QUEUE_URL"] == {"Ref": "PollRequestsQueue"}
+
+
+def test_template_poller_knows_the_queue_max_receive_count(translated: dict[str, Any]) -> None:
+    """A poll that collected nothing writes its failure snapshot only on the last receive."""
+    env = props(translated, "PollerFunction")["Environment"]["Variables"]
+    redrive = props(translated, "PollRequestsQueue")["RedrivePolicy"]
+    assert isinstance(env["POLL_MAX_RECEIVE_COUNT"], str), "Lambda environment values are strings"
+    assert int(env["POLL_MAX_RECEIVE_COUNT"]) == int(redrive["maxReceiveCount"])
 
 
 def test_template_poller_may_send_only_to_the_poll_queue(translated: dict[str, Any]) -> None:

@@ -182,11 +182,26 @@ def create_tables_from_template(client: Any, template: dict[str, Any], prefix: s
     return names
 
 
+def _stream_source(arn: Any) -> bool:
+    """Whether an EventSourceArn is a `!GetAtt <Table>.StreamArn` (loads as "T.StreamArn" or [T, StreamArn])."""
+    if not isinstance(arn, dict) or set(arn) != {"Fn::GetAtt"}:
+        return False
+    target = arn["Fn::GetAtt"]
+    attribute = target.split(".", 1)[-1] if isinstance(target, str) else target[-1]
+    return bool(attribute == "StreamArn")
+
+
 def stream_mapping_settings(template: dict[str, Any], function_id: str = "AlerterFunction") -> dict[str, Any]:
-    """The DynamoDB event of a function as written in the template (filter patterns, batch size, retries)."""
-    events = template["Resources"][function_id]["Properties"]["Events"]
-    for event in events.values():
-        if event.get("Type") == "DynamoDB":
-            props: dict[str, Any] = event["Properties"]
-            return props
-    raise KeyError(f"{function_id} has no DynamoDB event")
+    """The properties of the `AWS::Lambda::EventSourceMapping` that feeds a DynamoDB stream to the function,
+    as written in the template (filter patterns, batch size, retries, starting position)."""
+    found = [
+        resource["Properties"]
+        for resource in template["Resources"].values()
+        if resource.get("Type") == "AWS::Lambda::EventSourceMapping"
+        and resource["Properties"].get("FunctionName") == {"Ref": function_id}
+        and _stream_source(resource["Properties"].get("EventSourceArn"))
+    ]
+    if len(found) != 1:
+        raise KeyError(f"expected one DynamoDB stream mapping for {function_id}, found {len(found)}")
+    props: dict[str, Any] = found[0]
+    return props
