@@ -82,10 +82,12 @@ def app(
     queue_url: str | None = None,
     queue: MemoryQueue | None = None,
     routes_for: Callable[[str], dict[str, Any]] = lambda _: full_routes(),
+    environ: dict[str, str] | None = None,
 ) -> tuple[PollerApp, MemoryStore]:
     env = PollerSettings.from_environ(
         {"SNAPSHOTS_TABLE": "snapshots", "SPENDWATCH_CONFIG_PARAMETER": "/spendwatch/config"}
         | ({"POLL_QUEUE_URL": queue_url} if queue_url else {})
+        | (environ or {})
     )
     store = MemoryStore()
     poller = PollerApp(
@@ -109,9 +111,23 @@ def scheduled() -> dict[str, Any]:
     return event
 
 
-def sqs_event(*bodies: str) -> dict[str, Any]:
+def sqs_event(*bodies: str, receives: int | None = 1) -> dict[str, Any]:
+    """Poll-queue records as Lambda delivers them, each received `receives` times (None: no count)."""
     template = json.loads((EVENTS / "sqs_poll_request.json").read_text())["Records"][0]
-    return {"Records": [template | {"messageId": f"m{i}", "body": body} for i, body in enumerate(bodies)]}
+    attributes = dict(template["attributes"])
+    if receives is None:
+        del attributes["ApproximateReceiveCount"]
+    else:
+        attributes["ApproximateReceiveCount"] = str(receives)
+    return {
+        "Records": [
+            template | {"messageId": f"m{i}", "body": body, "attributes": attributes} for i, body in enumerate(bodies)
+        ]
+    }
+
+
+LAST_RECEIVE = 5
+"""POLL_MAX_RECEIVE_COUNT's default, = the poll queue's maxReceiveCount in the template."""
 
 
 def request(org_id: str) -> str:
@@ -161,10 +177,8 @@ def test_poll_app_sqs_batch_reports_only_the_failed_messages() -> None:
     response = poller.handle(sqs_event(request("good"), request("revoked"), "not json", request("gone")))
     assert response == {"batchItemFailures": [{"itemIdentifier": "m1"}, {"itemIdentifier": "m2"}]}
     good = store.items[("good", POLL_TIME)]
-    revoked = store.items[("revoked", POLL_TIME)]
     assert good.failures == ()
-    assert revoked.sources_ok == ()
-    assert revoked.conditions == (ADMIN_KEY_REJECTED,)
+    assert ("revoked", POLL_TIME) not in store.items, "not the last receive: the key stays free for the retry"
     assert ("gone", POLL_TIME) not in store.items, "an organization removed from the config is dropped"
 
 
@@ -173,6 +187,83 @@ def test_poll_app_sqs_batch_with_every_message_failed_fails_the_invocation() -> 
     with pytest.raises(BatchProcessingError) as caught:
         poller.handle(sqs_event(request("revoked")))
     assert any(isinstance(e[1], NothingCollectedError) for e in caught.value.child_exceptions)
+
+
+def test_poll_app_retry_after_nothing_collected_stores_the_retrys_data() -> None:
+    """An outage on the first receive, recovery by the retry: the retry's snapshot is the one stored."""
+    calls = {"n": 0}
+
+    def routes(_: str) -> dict[str, Any]:
+        calls["n"] += 1
+        return revoked_routes() if calls["n"] == 1 else full_routes()
+
+    poller, store = app(config("sim"), routes_for=routes)
+    with pytest.raises(BatchProcessingError) as caught:
+        poller.handle(sqs_event(request("sim"), receives=1))
+    assert "receive 1 of 5: not stored" in str(caught.value.child_exceptions[0][1])
+    assert store.items == {}
+    assert poller.handle(sqs_event(request("sim"), receives=2)) == {"batchItemFailures": []}
+    stored = store.items[("sim", POLL_TIME)]
+    assert stored.failures == ()
+    assert stored.month_to_date_usd is not None
+    assert store.puts == 1, "one write in all: the failed receive wrote nothing"
+
+
+def test_poll_app_last_receive_stores_the_failure_snapshot_and_still_fails_the_message() -> None:
+    poller, store = app(config("revoked"), routes_for=lambda _: revoked_routes())
+    for receive in range(1, LAST_RECEIVE):
+        with pytest.raises(BatchProcessingError):
+            poller.handle(sqs_event(request("revoked"), receives=receive))
+    assert store.puts == 0
+    with pytest.raises(BatchProcessingError) as caught:  # failed: SQS moves it to the poll DLQ
+        poller.handle(sqs_event(request("revoked"), receives=LAST_RECEIVE))
+    assert "receive 5 of 5: failure snapshot stored" in str(caught.value.child_exceptions[0][1])
+    revoked = store.items[("revoked", POLL_TIME)]
+    assert revoked.sources_ok == ()
+    assert revoked.conditions == (ADMIN_KEY_REJECTED,), "what the alerter reports"
+    # A receive beyond the limit (Lambda throttling also counts as a receive) is a last one too, and the
+    # conditional put keeps it from writing a second item.
+    with pytest.raises(BatchProcessingError):
+        poller.handle(sqs_event(request("revoked"), receives=LAST_RECEIVE + 1))
+    assert (store.puts, len(store.items)) == (2, 1)
+
+
+def test_poll_app_last_receive_follows_poll_max_receive_count() -> None:
+    poller, store = app(
+        config("revoked"), routes_for=lambda _: revoked_routes(), environ={"POLL_MAX_RECEIVE_COUNT": "2"}
+    )
+    with pytest.raises(BatchProcessingError):
+        poller.handle(sqs_event(request("revoked"), receives=1))
+    assert store.items == {}
+    with pytest.raises(BatchProcessingError):
+        poller.handle(sqs_event(request("revoked"), receives=2))
+    assert ("revoked", POLL_TIME) in store.items
+
+
+def test_poll_app_record_without_a_receive_count_is_treated_as_the_last_receive() -> None:
+    poller, store = app(config("revoked"), routes_for=lambda _: revoked_routes())
+    with pytest.raises(BatchProcessingError):
+        poller.handle(sqs_event(request("revoked"), receives=None))
+    assert store.items[("revoked", POLL_TIME)].conditions == (ADMIN_KEY_REJECTED,)
+
+
+def test_poll_app_partial_collection_is_stored_on_any_receive() -> None:
+    def routes(_: str) -> dict[str, Any]:
+        partial = revoked_routes()
+        partial["/organization/projects"] = full_routes()["/organization/projects"]
+        return partial
+
+    poller, store = app(config("sim"), routes_for=routes)
+    assert poller.handle(sqs_event(request("sim"), receives=1)) == {"batchItemFailures": []}
+    assert store.items[("sim", POLL_TIME)].sources_ok == ("projects",)
+
+
+def test_poll_app_direct_invoke_that_collected_nothing_stores_the_failures_and_fails() -> None:
+    """`run` is its own last attempt (Lambda gives an invoked function no attempt number)."""
+    poller, store = app(config("revoked"), routes_for=lambda _: revoked_routes())
+    with pytest.raises(NothingCollectedError, match="revoked"):
+        poller.handle({"org_id": "revoked"})
+    assert [org for org, _ in store.items] == ["revoked"]
 
 
 def test_poll_app_redelivered_message_writes_nothing_new() -> None:
@@ -212,5 +303,9 @@ def test_poll_app_settings_name_a_bad_variable() -> None:
     base = {"SNAPSHOTS_TABLE": "snapshots", "SPENDWATCH_CONFIG_PARAMETER": "/spendwatch/config"}
     settings = PollerSettings.from_environ(base | {"POLL_QUEUE_URL": QUEUE_URL, "OPENAI_READ_TIMEOUT_S": "2.5"})
     assert (settings.poll_queue_url, settings.openai_read_timeout_s) == (QUEUE_URL, 2.5)
+    assert settings.poll_max_receive_count == LAST_RECEIVE
+    assert PollerSettings.from_environ(base | {"POLL_MAX_RECEIVE_COUNT": "3"}).poll_max_receive_count == 3
     with pytest.raises(EnvironmentConfigError, match="OPENAI_READ_TIMEOUT_S"):
         PollerSettings.from_environ(base | {"OPENAI_READ_TIMEOUT_S": "0"})
+    with pytest.raises(EnvironmentConfigError, match="POLL_MAX_RECEIVE_COUNT"):
+        PollerSettings.from_environ(base | {"POLL_MAX_RECEIVE_COUNT": "0"})

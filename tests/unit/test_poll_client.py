@@ -3,15 +3,17 @@ conditions, 404 as its own error, and every request bounded by the invocation's 
 
 from __future__ import annotations
 
+import re
 import threading
 from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 import requests
 
 from spendwatch.config import parse_config
-from spendwatch.errors import AuthError, UnavailableError
+from spendwatch.errors import AuthError, MalformedReplyError, UnavailableError
 from spendwatch.openai_api import (
     ADMIN_KEY_MISSING,
     ADMIN_KEY_MISSING_SCOPE,
@@ -24,7 +26,7 @@ from spendwatch.openai_api import (
     OpenAIClient,
     http_session,
 )
-from spendwatch.secrets import EnvSecrets
+from spendwatch.secrets import EnvSecrets, SecretUnavailableError
 
 from .test_openai_client import ADMIN_KEY, OK_PAGE, FakeSession, client, response
 
@@ -192,3 +194,122 @@ def test_poll_client_missing_secret_is_read_once_per_poll() -> None:
         assert caught.value.condition == ADMIN_KEY_MISSING
     assert reads == [False]
     assert c.request_count == 0
+
+
+# --------------------------------------------------------------------------------------------------
+# pagination: `has_more` must be a boolean
+# --------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        ({"has_more": None}, "page has_more is null, expected true or false"),
+        ({"has_more": "false"}, "page has_more is a string ('false'), expected true or false"),
+        ({"has_more": 0}, "page has_more is a int, expected true or false"),
+    ],
+)
+def test_poll_client_page_without_a_boolean_has_more_is_malformed(change: dict[str, Any], expected: str) -> None:
+    c, _, _ = client([response(200, {**OK_PAGE, **change})])
+    with pytest.raises(MalformedReplyError, match=re.escape(expected)) as caught:
+        list(c.iter_pages("/organization/costs", {}, source="costs"))
+    assert caught.value.source == "costs"
+    c, _, _ = client([response(200, {"object": "list", "data": [], **change})])
+    with pytest.raises(MalformedReplyError, match=re.escape(expected)):
+        list(c.iter_list("/organization/projects", {}, source="projects"))
+
+
+def test_poll_client_page_missing_has_more_is_malformed_not_the_last_page() -> None:
+    page = {"object": "page", "data": [1], "next_page": "p2"}
+    c, session, _ = client([response(200, page)])
+    with pytest.raises(MalformedReplyError, match="page has_more is missing, expected true or false"):
+        list(c.iter_pages("/organization/costs", {}, source="costs"))
+    assert len(session.calls) == 1
+    c, _, _ = client([response(200, {"object": "list", "data": [{"id": "a"}], "last_id": "a"})])
+    with pytest.raises(MalformedReplyError, match="page has_more is missing"):
+        list(c.iter_list("/organization/projects", {}, source="projects"))
+
+
+# --------------------------------------------------------------------------------------------------
+# a key that could not be read is unavailable (retryable), not missing
+# --------------------------------------------------------------------------------------------------
+
+ACME = "organizations: [{id: acme, name: Acme}]"
+
+
+class UnreadableSecrets(EnvSecrets):
+    """SSM stand-in: the admin key parameter cannot be read (the value is never part of the error)."""
+
+    def __init__(self, code: str = "ThrottlingException") -> None:
+        super().__init__({})
+        self.code = code
+        self.reads: list[tuple[str, bool]] = []
+
+    def get(self, ref: Any, *, force_fetch: bool = False) -> str | None:
+        self.reads.append((ref.parameter, force_fetch))
+        if ref.parameter.endswith("openai-session-key"):
+            return None
+        raise SecretUnavailableError(f"cannot read SSM parameter {ref.parameter}: {self.code}")
+
+
+@pytest.mark.parametrize("code", ["ThrottlingException", "AccessDeniedException", "ReadTimeoutError"])
+def test_poll_client_unreadable_admin_key_is_unavailable_not_missing(code: str) -> None:
+    org = parse_config(ACME, "t").organizations[0]
+    secrets = UnreadableSecrets(code)
+    c = OpenAIClient.for_org(org, secrets, base_url="http://openai.invalid/v1")
+    for source in ("costs", "projects"):
+        with pytest.raises(UnavailableError) as caught:
+            c.get_json("/x", None, source=source)
+        assert not isinstance(caught.value, AuthError)
+        assert caught.value.retryable
+        assert caught.value.source == source
+        assert caught.value.detail == (
+            "OpenAI admin key of acme could not be read: "
+            f"cannot read SSM parameter /spendwatch/acme/openai-admin-key: {code}"
+        )
+    admin_reads = [r for r in secrets.reads if r[0].endswith("openai-admin-key")]
+    assert admin_reads == [("/spendwatch/acme/openai-admin-key", False)], "one read per poll, not one per source"
+    assert c.request_count == 0
+    # Not remembered beyond this poll: the next poll's client asks SSM again.
+    with pytest.raises(UnavailableError):
+        OpenAIClient.for_org(org, secrets, base_url="http://openai.invalid/v1").get_json("/x", None, source="costs")
+    assert len([r for r in secrets.reads if r[0].endswith("openai-admin-key")]) == 2
+
+
+def test_collect_snapshot_with_an_unreadable_admin_key_reports_unavailable_without_a_key_condition() -> None:
+    from spendwatch.poll import collect_snapshot
+
+    org = parse_config(ACME, "t").organizations[0]
+    c = OpenAIClient.for_org(org, UnreadableSecrets(), base_url="http://openai.invalid/v1")
+    when = datetime(2026, 11, 21, 23, tzinfo=UTC)
+    snapshot = collect_snapshot(org, c, poll_time=when, now=lambda: when)
+    assert snapshot.sources_ok == ()
+    assert snapshot.conditions == (), "not admin_key_missing: the key may well be there"
+    assert {f.kind for f in snapshot.failures} == {"unavailable"}
+
+
+def test_poll_client_key_reread_after_a_401_that_cannot_be_read_is_unavailable() -> None:
+    calls: list[bool] = []
+
+    def keys(force: bool) -> str:
+        calls.append(force)
+        if force:
+            raise SecretUnavailableError("cannot read SSM parameter /spendwatch/acme/openai-admin-key: Throttling")
+        return ADMIN_KEY
+
+    body = {"error": {"message": "Incorrect API key provided", "code": "invalid_api_key"}}
+    c, _, _ = client([response(401, body), response(401, body)], keys=keys)
+    with pytest.raises(UnavailableError, match="Throttling"):
+        c.get_json("/organization/costs", {}, source="costs")
+    with pytest.raises(UnavailableError, match="Throttling"):
+        c.get_json("/organization/costs", {}, source="projects")
+    assert calls == [False, True], "the failed re-read is not repeated by every source"
+
+
+def test_poll_client_admin_key_parameter_not_found_is_still_missing() -> None:
+    org = parse_config(ACME, "t").organizations[0]
+    c = OpenAIClient.for_org(org, EnvSecrets({}), base_url="http://openai.invalid/v1")
+    with pytest.raises(KeyProblemError) as caught:
+        c.get_json("/x", None, source="costs")
+    assert caught.value.condition == ADMIN_KEY_MISSING
+    assert not caught.value.retryable

@@ -32,6 +32,7 @@ from spendwatch.poll import (
     item_size_bytes,
 )
 from spendwatch.snapshot import Snapshot, UsageSummary
+from spendwatch.store import to_attribute_map
 
 POLL = datetime(2026, 11, 21, 23, tzinfo=UTC)
 DAY = 86400
@@ -359,3 +360,72 @@ def test_snapshot_without_costs_round_trips_through_its_item() -> None:
     item = snapshot.to_item(expires_at=1)
     assert "month_to_date_usd" not in item, "DynamoDB items carry no nulls"
     assert Snapshot.from_item(item) == snapshot
+
+
+# --------------------------------------------------------------------------------------------------
+# exact month to date, and values DynamoDB cannot store cost their source, never the snapshot's write
+# --------------------------------------------------------------------------------------------------
+
+
+def storable(snapshot: Snapshot) -> dict[str, Any]:
+    """The item exactly as `put_item` would send it (boto3 refuses any number it would have to round)."""
+    return to_attribute_map(snapshot.to_item(expires_at=1))
+
+
+def with_costs(*days: str) -> dict[str, Reply]:
+    routes = full_routes()
+    buckets = [cost_bucket(NOV_1 + i * DAY, (value, None, None)) for i, value in enumerate(days)]
+    routes[f"/organization/costs?{NOV_1}"] = [{"data": buckets}]
+    return routes
+
+
+def test_collect_snapshot_month_to_date_is_the_exact_sum_of_the_days() -> None:
+    snap = collect_snapshot(
+        org(),
+        RoutedClient(with_costs("12345.678901234567", "1.2345678901234567e-10")),
+        poll_time=POLL,
+        now=lambda: POLL,
+    )
+    assert snap.month_to_date_usd == Decimal("12345.67890123469045678901234567")
+    storable(snap)
+
+
+def test_collect_snapshot_month_to_date_needing_over_38_digits_is_rounded_at_the_38th() -> None:
+    """1234567.1 + 1e-33 needs 40 significant digits; DynamoDB stores 38, so the sum is rounded at the
+    38th (an error of 1e-33 USD) instead of failing the costs source."""
+    snap = collect_snapshot(org(), RoutedClient(with_costs("1234567.1", "1e-33")), poll_time=POLL, now=lambda: POLL)
+    assert snap.failures == ()
+    assert snap.month_to_date_usd == Decimal("1234567.1")
+    storable(snap)
+
+
+def test_collect_snapshot_breakdown_remainder_out_of_dynamodb_range_fails_that_breakdown_only() -> None:
+    """52 projects: the 2 smallest become `(other)` at the breakdown cap of 50, and their sum is beyond
+    DynamoDB's range. Checked while the source is collected, so it fails that source, not the snapshot."""
+    routes = full_routes()
+    rows = [(str(2_000_000 + i), f"proj_{i:02d}", None) for i in range(50)] + [
+        ("9e125", "proj_x", None),
+        ("9e125", "proj_y", None),
+    ]
+    routes[f"/organization/costs?{NOV_1}&project_id"] = [{"data": [cost_bucket(NOV_1, *rows)]}]
+    snap = collect_snapshot(org(), RoutedClient(routes), poll_time=POLL, now=lambda: POLL)
+    failure = next(f for f in snap.failures if f.source == "costs_by_project")
+    assert "outside DynamoDB's range" in failure.detail
+    assert snap.costs_by_project_usd == ()
+    storable(snap)
+
+
+@pytest.mark.parametrize("value", ["1e200", "0.1234567890123456789012345678901234567891"])
+def test_collect_snapshot_absurd_legacy_number_fails_its_source_and_the_snapshot_still_stores(value: str) -> None:
+    routes = full_routes()
+    grants = routes["/dashboard/billing/credit_grants"]
+    assert isinstance(grants, dict)
+    routes["/dashboard/billing/credit_grants"] = {
+        **grants,
+        "total_available": Decimal(value),
+    }  # as loads_exact parses it
+    snap = collect_snapshot(org(), RoutedClient(routes), poll_time=POLL, now=lambda: POLL)
+    [failure] = snap.failures
+    assert (failure.source, failure.kind) == ("credit_grants", "malformed")
+    assert failure.detail.startswith("total_available is ")
+    storable(snap)

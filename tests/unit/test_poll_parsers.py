@@ -12,9 +12,11 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
+from boto3.dynamodb.types import TypeSerializer
 
 from spendwatch.errors import MalformedReplyError
 from spendwatch.money import loads_exact
+from spendwatch.openai_api import dynamodb_number, require_int, require_number
 from spendwatch.poll import (
     NONE_KEY,
     OTHER_KEY,
@@ -31,6 +33,7 @@ from spendwatch.poll import (
     parse_spend_limit,
     parse_subscription,
     parse_usage,
+    usd_to_cents,
 )
 from spendwatch.snapshot import CostShare
 
@@ -532,3 +535,142 @@ def test_cap_counts_merges_an_existing_other() -> None:
     counts = {"a": {"n": 5}, "b": {"n": 3}, OTHER_KEY: {"n": 2}, "c": {"n": 1, "m": 0}}
     assert cap_counts(counts, "n", 1) == {"a": {"n": 5}, OTHER_KEY: {"n": 6}}
     assert cap_counts({"a": {"n": 1, "z": 0}}, "n", 5) == {"a": {"n": 1}}
+
+
+# --------------------------------------------------------------------------------------------------
+# exact sums and DynamoDB's number range
+# --------------------------------------------------------------------------------------------------
+
+FORTY_ONE_DIGITS = "0.12345678901234567890123456789012345678901"
+
+
+def test_parse_daily_costs_sums_beyond_28_digits_exactly() -> None:
+    """API floats as JSON text: 17 significant digits each, 31 in their sum (the default context keeps 28)."""
+    raw = exact(page(bucket(AUG_18, cost("12345.678901234567"), cost("1.2345678901234567e-10"))))
+    assert parse_daily_costs([raw]) == {date(2026, 8, 18): Decimal("12345.67890123469045678901234567")}
+
+
+def test_parse_grouped_costs_sums_beyond_28_digits_exactly() -> None:
+    raw = exact(
+        page(bucket(AUG_18, cost("12345.678901234567", project_id="p"), cost("1.2345678901234567e-10", project_id="p")))
+    )
+    assert parse_grouped_costs([raw], "project_id", "costs_by_project") == {
+        "p": Decimal("12345.67890123469045678901234567")
+    }
+
+
+def test_parse_costs_sum_needing_over_38_digits_is_rounded_at_the_38th() -> None:
+    """Each amount fits; their exact sum needs 40 significant digits, DynamoDB stores 38: float noise such
+    as 1e-33 next to a seven-figure amount is rounded away instead of failing the source."""
+    raw = exact(page(bucket(AUG_18, cost("1234567.1"), cost("1e-33"))))
+    assert list(parse_daily_costs([raw], "costs").values()) == [Decimal("1234567.1")]
+    exactly = exact(page(bucket(AUG_18, cost("1234567.1"), cost("1e-30"))))  # 38 digits: kept exactly
+    assert list(parse_daily_costs([exactly], "costs").values()) == [Decimal("1234567.100000000000000000000000000001")]
+
+
+def test_parse_costs_sum_out_of_dynamodb_range_fails_that_source() -> None:
+    grouped = exact(page(bucket(AUG_18, cost("9e125", line_item="x"), cost("9e125", line_item="x"))))
+    with pytest.raises(MalformedReplyError, match="the costs of line_item 'x'") as caught:
+        parse_grouped_costs([grouped], "line_item", "costs_by_line_item")
+    assert caught.value.source == "costs_by_line_item"
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("1e200", "is 1.000e+200, outside DynamoDB's range"),
+        ("1e126", "is 1.000e+126, outside DynamoDB's range"),
+        ("-1e126", "is -1.000e+126, outside DynamoDB's range"),
+        ("1e-131", "is 1.000e-131, outside DynamoDB's range"),
+        (FORTY_ONE_DIGITS, "is a number with 41 significant digits, more than DynamoDB's 38"),
+        ("123456789012345678901234567890123456789", "is a number with 39 significant digits"),
+    ],
+)
+def test_out_of_range_amounts_are_malformed_and_name_the_field(value: str, expected: str) -> None:
+    body = exact(credit_summary())
+    body["total_available"] = Decimal(value)
+    with pytest.raises(MalformedReplyError) as caught:
+        parse_credit_grants(body)
+    assert caught.value.source == "credit_grants"
+    assert caught.value.detail.startswith(f"total_available {expected}")
+    row = exact(page(bucket(AUG_18, cost("1"))))
+    row["data"][0]["results"][0]["amount"]["value"] = Decimal(value)
+    with pytest.raises(MalformedReplyError, match=r"results\[0\]\.amount\.value is"):
+        parse_daily_costs([row], "costs")
+
+
+def test_out_of_range_integer_amount_is_malformed() -> None:
+    body = exact(credit_summary())
+    body["total_granted"] = 10**45 + 1
+    with pytest.raises(MalformedReplyError, match="total_granted is a number with 46 significant digits"):
+        parse_credit_grants(body)
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "9.9999999999999999999999999999999999999e125",
+        "-9.9999999999999999999999999999999999999e125",
+        "1e-130",
+        "12345678901234567890123456789012345678",
+        "0.12345678901234567890123456789012345678",
+        "1.000000000000000000000000000000000000000",  # 40 digits, 39 of them trailing zeros
+        "0e-200",
+        "0.00",
+        "1e125",
+    ],
+)
+def test_amounts_dynamodb_can_store_are_kept_exactly_and_serialize(value: str) -> None:
+    number = require_number(Decimal(value), "x", "costs")
+    assert number == Decimal(value)
+    TypeSerializer().serialize(number)  # what put_item does; raises on anything it would round
+    assert dynamodb_number(Decimal(value)) == number
+
+
+def test_dynamodb_number_keeps_the_representation_when_it_fits() -> None:
+    assert str(require_number(Decimal("1.50"), "x", "costs")) == "1.50"
+    assert str(require_number(10**40, "x", "costs")) == "1E+40"  # 41 digits as written, 1 significant
+
+
+def test_integers_dynamodb_cannot_store_are_malformed() -> None:
+    assert require_int(10**38 - 1, "n", "usage_images") == 10**38 - 1
+    with pytest.raises(MalformedReplyError, match="n is an integer of more than 38 digits"):
+        require_int(10**38, "n", "usage_images")
+    with pytest.raises(MalformedReplyError, match="threshold_amount is an integer of more than 38 digits"):
+        parse_spend_limit({"threshold_amount": -(10**40), "currency": "USD"}, "organization", "spend_limit")
+
+
+def test_parse_usage_totals_that_do_not_fit_dynamodb_fail_that_source() -> None:
+    spec = USAGE_BY_NAME["completions"]
+    big = 6 * 10**37
+    rows = [completions("m1", "p", input_tokens=big), completions("m2", "p", input_tokens=big)]
+    with pytest.raises(MalformedReplyError, match="input_tokens sums to more than 38 digits") as caught:
+        parse_usage(spec, [exact(page(bucket(AUG_18, *rows)))])
+    assert caught.value.source == "usage_completions"
+
+
+def test_cap_shares_remainder_out_of_dynamodb_range_is_malformed_for_its_source() -> None:
+    shares = [
+        CostShare(key="a", amount_usd=Decimal("5")),
+        CostShare(key="b", amount_usd=Decimal("9e125")),
+        CostShare(key="c", amount_usd=Decimal("9e125")),
+    ]
+    assert cap_shares(shares, 2, "projects")[-1].amount_usd == Decimal("5")
+    with pytest.raises(
+        MalformedReplyError,
+        match=r"the sum of the line items beyond the largest 0 is 1\.800e\+126, outside DynamoDB's range",
+    ) as caught:
+        cap_shares(shares, 0, "line items", source="costs_by_line_item")
+    assert caught.value.source == "costs_by_line_item"
+
+
+def test_usd_to_cents_multiplies_exactly_before_rounding_half_up() -> None:
+    assert usd_to_cents(Decimal("12345678901234567890123456789.005")) == 1234567890123456789012345678901
+    assert usd_to_cents(Decimal("0.005")) == 1
+
+
+def test_parse_subscription_hard_limit_too_large_in_cents_is_malformed() -> None:
+    body = exact(subscription())
+    body["hard_limit_usd"] = Decimal("1e37")
+    with pytest.raises(MalformedReplyError, match=r"hard_limit_usd is 1\.000e\+37, too large a limit in cents"):
+        parse_subscription(body)

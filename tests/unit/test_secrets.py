@@ -1,10 +1,12 @@
 from __future__ import annotations
 
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
 from aws_lambda_powertools.utilities import parameters
 
+from spendwatch import secrets as secrets_module
 from spendwatch.config import SecretRef
 from spendwatch.errors import SecretNotFoundError
 from spendwatch.secrets import EnvSecrets, SsmSecrets, require
@@ -22,14 +24,14 @@ class Clock:
 
 @pytest.fixture
 def ssm_calls(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
-    """Stands in for Powertools' get_parameter: the parameter does not exist."""
+    """Stands in for the Powertools SSMProvider SsmSecrets reads through: the parameter does not exist."""
     calls: list[dict[str, Any]] = []
 
     def missing(name: str, **kwargs: Any) -> str:
         calls.append({"name": name, **kwargs})
         raise parameters.exceptions.GetParameterError("An error occurred (ParameterNotFound) when calling GetParameter")
 
-    monkeypatch.setattr(parameters, "get_parameter", missing)
+    monkeypatch.setattr(secrets_module, "_default_reader", lambda: SimpleNamespace(get=missing))
     return calls
 
 

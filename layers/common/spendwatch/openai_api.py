@@ -6,7 +6,9 @@ typed `SourceError` whose message names the source and never contains a key.
 
 One client serves one poll of one organization and is shared by the poll's worker threads: the
 `requests.Session` connection pool is sized for them, and the request counter and key cache are locked.
-Keys are read once per client (then from the cache) and re-read once after a 401/403 (rotation, P2).
+Keys are read once per client (then from the cache) and re-read once after a 401/403 (rotation, P2). A
+key that is not set fails every source of the poll as `admin_key_missing`; a key that could not be read
+(SSM throttled, access denied, timed out) fails them as `unavailable`, which is retryable.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from decimal import Decimal
+from decimal import Clamped, Context, Decimal, DecimalException, Inexact, Overflow, Rounded, Underflow
 from typing import Any
 
 import requests
@@ -34,7 +36,7 @@ from spendwatch.errors import (
     UnavailableError,
 )
 from spendwatch.money import loads_exact
-from spendwatch.secrets import SecretSource, require
+from spendwatch.secrets import SecretSource, SecretUnavailableError, require
 
 DEFAULT_BASE_URL = "https://api.openai.com/v1"  # the official SDK's default
 CONNECT_TIMEOUT_S = 3.05
@@ -135,6 +137,7 @@ class OpenAIClient:
         self._refetched: dict[str, str] = {}
         self._revoked: dict[str, tuple[str, KeyProblemError]] = {}
         self._missing: dict[str, AuthError] = {}
+        self._unreadable: dict[str, UnavailableError] = {}
 
     @classmethod
     def for_org(
@@ -214,17 +217,26 @@ class OpenAIClient:
             self._sleep(wait)
 
     def _current_key(self, auth: str, provider: KeyProvider, source: str) -> str:
-        """The cached key (read once per client); a key that is not set, or that got a 401, fails at once."""
+        """The cached key (read once per client); a key that is not set, could not be read, or got a 401
+        fails at once.
+
+        A read that failed is remembered for this client only, i.e. this poll of this organization: reads
+        are serialized under the lock, so twenty sources each waiting out an SSM timeout would use up the
+        invocation. The next poll (or the retried message) builds a new client and reads again.
+        """
         with self._lock:
-            missing = self._missing.get(auth)
-            if missing is not None:
-                raise _same_error(missing, source)
+            failed: SourceError | None = self._missing.get(auth) or self._unreadable.get(auth)
+            if failed is not None:
+                raise _same_error(failed, source)
             key = self._cached.get(auth)
             if key is None:
                 try:
                     key = _read_key(provider, False, source, auth)
                 except AuthError as exc:
                     self._missing[auth] = exc  # one secret read per poll, not one per source
+                    raise
+                except UnavailableError as exc:
+                    self._unreadable[auth] = exc
                     raise
                 self._cached[auth] = key
             revoked = self._revoked.get(auth)
@@ -241,7 +253,14 @@ class OpenAIClient:
                 return current  # another thread already picked up the rotated key
             if self._refetched.get(auth) == failed:
                 return None
-            fresh = _read_key(provider, True, source, auth)
+            unreadable = self._unreadable.get(auth)
+            if unreadable is not None:
+                raise _same_error(unreadable, source)
+            try:
+                fresh = _read_key(provider, True, source, auth)
+            except UnavailableError as exc:
+                self._unreadable[auth] = exc
+                raise
             self._cached[auth] = fresh
             self._refetched[auth] = failed
         return fresh if fresh != failed else None
@@ -342,9 +361,9 @@ class OpenAIClient:
             page = self.get_json(path, page_params, source=source)
             if not isinstance(page, dict) or not isinstance(page.get("data"), list):
                 raise MalformedReplyError(source, "page has no 'data' list")
+            has_more = _has_more(page, source)
             yield page
-            has_more = page.get("has_more")
-            if has_more is not True:
+            if not has_more:
                 return
             cursor = page.get("next_page")
             if not isinstance(cursor, str) or not cursor:
@@ -359,8 +378,9 @@ class OpenAIClient:
             page = self.get_json(path, page_params, source=source)
             if not isinstance(page, dict) or not isinstance(page.get("data"), list):
                 raise MalformedReplyError(source, "list has no 'data' list")
+            has_more = _has_more(page, source)
             yield from page["data"]
-            if page.get("has_more") is not True:
+            if not has_more:
                 return
             last_id = page.get("last_id")
             if not isinstance(last_id, str) or not last_id:
@@ -378,16 +398,32 @@ def http_session(pool_size: int = DEFAULT_POOL_SIZE) -> requests.Session:
     return session
 
 
-def _same_error(error: AuthError, source: str) -> AuthError:
+def _has_more(page: dict[str, Any], source: str) -> bool:
+    """A page's `has_more`, which every paginated endpoint sends: a missing or non-boolean value is a
+    malformed reply, not "last page" (that would silently drop the pages after it)."""
+    has_more = page.get("has_more")
+    if not isinstance(has_more, bool):
+        shown = "missing" if "has_more" not in page else _describe(has_more)
+        raise MalformedReplyError(source, f"page has_more is {shown}, expected true or false")
+    return has_more
+
+
+def _same_error(error: SourceError, source: str) -> SourceError:
     """The error another source already met, named for this source."""
     if isinstance(error, KeyProblemError):
         return KeyProblemError(source, error.detail, error.condition)
+    if isinstance(error, UnavailableError):
+        return UnavailableError(source, error.detail)
     return AuthError(source, error.detail)
 
 
 def _read_key(provider: KeyProvider, force: bool, source: str, auth: str = "admin") -> str:
+    """The key, or: `UnavailableError` (retryable) when it could not be read now; `KeyProblemError`
+    (`admin_key_missing`) or `AuthError` (session key) when it is not set."""
     try:
         return provider(force)
+    except SecretUnavailableError as exc:
+        raise UnavailableError(source, str(exc)) from None
     except SecretNotFoundError as exc:
         if auth == "admin":
             raise KeyProblemError(source, str(exc), ADMIN_KEY_MISSING) from None
@@ -407,16 +443,81 @@ def _error_fields(response: requests.Response) -> tuple[str, str | None]:
     return scrub(response.content[:200].decode("utf-8", "replace")), None
 
 
+# DynamoDB's Number: at most 38 significant digits, magnitude 1E-130 to 9.9999999999999999999999999999999999999E+125
+# (or zero). boto3 serializes numbers through this context (boto3.dynamodb.types.DYNAMODB_CONTEXT) and
+# refuses any value it would have to round, so a value outside it fails the whole `put_item`.
+DYNAMODB_DIGITS = 38
+DYNAMODB_MIN_ADJUSTED_EXPONENT = -130
+DYNAMODB_MAX_ADJUSTED_EXPONENT = 125
+DYNAMODB_INT_LIMIT = 10**DYNAMODB_DIGITS
+_DYNAMODB_CONTEXT = Context(
+    Emin=-128, Emax=126, prec=DYNAMODB_DIGITS, traps=[Clamped, Overflow, Inexact, Rounded, Underflow]
+)
+
+
+def dynamodb_number(value: Decimal) -> Decimal | None:
+    """`value` in a form DynamoDB stores exactly (trailing zeros dropped only if they are what does not fit),
+    or None when no exact form fits: more than 38 significant digits, or a magnitude out of range."""
+    if not value.is_finite():
+        return None
+    for candidate in (value, _without_trailing_zeros(value)):
+        if not candidate.is_zero() and not (
+            DYNAMODB_MIN_ADJUSTED_EXPONENT <= candidate.adjusted() <= DYNAMODB_MAX_ADJUSTED_EXPONENT
+        ):
+            return None
+        try:
+            _DYNAMODB_CONTEXT.create_decimal(candidate)
+        except DecimalException:
+            continue
+        return candidate
+    return None
+
+
+def _without_trailing_zeros(value: Decimal) -> Decimal:
+    sign, digits, exponent = value.as_tuple()
+    assert isinstance(exponent, int)
+    if not any(digits):
+        return Decimal(0)
+    while digits[-1] == 0:
+        digits, exponent = digits[:-1], exponent + 1
+    return Decimal((sign, digits, exponent))
+
+
+def dynamodb_misfit(value: Decimal) -> str:
+    """Why `value` cannot be stored as a DynamoDB number (for a message; never the whole value)."""
+    if not value.is_finite():
+        return f"{value}, expected a finite number"
+    if not value.is_zero() and not (
+        DYNAMODB_MIN_ADJUSTED_EXPONENT <= value.adjusted() <= DYNAMODB_MAX_ADJUSTED_EXPONENT
+    ):
+        return f"{value:.3e}, outside DynamoDB's range (magnitude 1E-130 to 9.99E+125)"
+    digits = len(_without_trailing_zeros(value).as_tuple().digits)
+    return f"a number with {digits} significant digits, more than DynamoDB's {DYNAMODB_DIGITS}"
+
+
 def require_number(value: object, where: str, source: str) -> Decimal:
-    """A JSON number as an exact Decimal, or a `MalformedReplyError` naming the field."""
+    """A JSON number as an exact Decimal that DynamoDB can store, or a `MalformedReplyError` naming the field.
+
+    Rejected here rather than at `put_item`, where one absurd value (`1e200`, 41 digits) would fail the
+    whole snapshot on every poll: here it costs only its source.
+    """
     if isinstance(value, bool) or not isinstance(value, int | Decimal):
         raise MalformedReplyError(source, f"{where} is {_describe(value)}, expected a number")
-    return Decimal(value)
+    number = Decimal(value)
+    stored = dynamodb_number(number)
+    if stored is None:
+        raise MalformedReplyError(source, f"{where} is {dynamodb_misfit(number)}")
+    return stored
 
 
 def require_int(value: object, where: str, source: str) -> int:
+    """A JSON integer DynamoDB can store (fewer than 39 digits), or a `MalformedReplyError` naming the field."""
     if isinstance(value, bool) or not isinstance(value, int):
         raise MalformedReplyError(source, f"{where} is {_describe(value)}, expected an integer")
+    if abs(value) >= DYNAMODB_INT_LIMIT:
+        raise MalformedReplyError(
+            source, f"{where} is an integer of more than {DYNAMODB_DIGITS} digits, more than DynamoDB stores"
+        )
     return value
 
 

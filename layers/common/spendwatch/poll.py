@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
-from decimal import ROUND_HALF_UP, Decimal
+from decimal import ROUND_HALF_EVEN, ROUND_HALF_UP, Decimal, Inexact, InvalidOperation, Overflow, localcontext
 from functools import partial
 from typing import Any, Protocol, TypeVar
 
@@ -24,10 +24,14 @@ from spendwatch.errors import MalformedReplyError, SourceError
 from spendwatch.observability import logger
 from spendwatch.openai_api import (
     ADMIN,
+    DYNAMODB_DIGITS,
+    DYNAMODB_INT_LIMIT,
     LEGACY,
     Endpoint,
     KeyProblemError,
     NotFoundError,
+    dynamodb_misfit,
+    dynamodb_number,
     require_int,
     require_number,
     scrub,
@@ -60,6 +64,11 @@ summed into one `(other)` entry, so every breakdown still adds up to its total."
 OTHER_KEY = "(other)"
 NONE_KEY = "(none)"
 """Key of rows whose grouping field is null (e.g. usage outside any project)."""
+
+SUM_PRECISION = 1000
+"""Digits of the context every sum of amounts is computed in, with `Inexact` trapped: a sum is exact or
+an error, never silently rounded (the default context keeps 28 digits). Every addend fits DynamoDB (38
+digits, magnitude 1E-130 to 1E+126), so even millions of them sum exactly in about 300 digits."""
 
 ITEM_SIZE_LIMIT_BYTES = 350_000
 """Largest snapshot item written; DynamoDB refuses items over 400 KB. Larger snapshots are trimmed."""
@@ -251,20 +260,45 @@ def _optional_bool(value: object, where: str, source: str) -> bool | None:
 
 
 def _optional_number(value: object, where: str, source: str) -> Decimal | None:
-    return None if value is None else _finite(require_number(value, where, source), where, source)
+    """null, or a finite number DynamoDB can store (`require_number`)."""
+    return None if value is None else require_number(value, where, source)
 
 
-def _finite(value: Decimal, where: str, source: str) -> Decimal:
-    if not value.is_finite():
-        raise MalformedReplyError(source, f"{where} is {value}, expected a finite number")
-    return value
+def _exactly(values: Iterable[Decimal]) -> Decimal:
+    """The exact sum; raises `Inexact` rather than round (see `SUM_PRECISION`)."""
+    with localcontext() as context:
+        context.prec = SUM_PRECISION
+        context.traps[Inexact] = True
+        return sum(values, Decimal(0))
+
+
+def exact_sum(values: Iterable[Decimal], what: str, source: str) -> Decimal:
+    """The exact sum of `values` in a form DynamoDB stores, else a `MalformedReplyError` for `source`."""
+    try:
+        total = _exactly(values)
+    except (Inexact, Overflow, InvalidOperation):
+        raise MalformedReplyError(source, f"{what} cannot be summed exactly") from None
+    stored = dynamodb_number(total) or _to_38_digits(total)
+    if stored is None:
+        raise MalformedReplyError(source, f"{what} is {dynamodb_misfit(total)}")
+    return stored
+
+
+def _to_38_digits(total: Decimal) -> Decimal | None:
+    """A sum that needs more than DynamoDB's 38 significant digits (float noise such as 1.4e-17 added to
+    a six-figure total) is rounded at the 38th digit, an error below 1e-37 of the total, rather than
+    failing the whole source; a magnitude DynamoDB cannot store at all stays an error."""
+    with localcontext() as context:
+        context.prec = DYNAMODB_DIGITS
+        context.rounding = ROUND_HALF_EVEN
+        return dynamodb_number(+total)
 
 
 def _timestamp(value: object, where: str, source: str) -> datetime | None:
     """Unix seconds (an integer, or a number with a fraction as the legacy endpoints send) or null."""
     if value is None:
         return None
-    seconds = _finite(require_number(value, where, source), where, source)
+    seconds = require_number(value, where, source)
     try:
         return datetime.fromtimestamp(int(seconds), UTC)
     except (OverflowError, OSError, ValueError):
@@ -301,33 +335,29 @@ def _cost_amount(row: object, where: str, source: str) -> Decimal:
     currency = amount.get("currency")
     if not isinstance(currency, str) or currency.lower() != "usd":
         raise MalformedReplyError(source, f"{where}.amount.currency is {currency!r}, expected 'usd'")
-    return _finite(
-        require_number(amount.get("value"), f"{where}.amount.value", source), f"{where}.amount.value", source
-    )
+    return require_number(amount.get("value"), f"{where}.amount.value", source)
 
 
 def parse_daily_costs(pages: Iterable[Any], source: str = COSTS_SOURCE) -> dict[date, Decimal]:
     """UTC day -> exact sum of that day's `amount.value` rows (USD) from `/organization/costs` pages."""
-    totals: dict[date, Decimal] = {}
+    amounts: dict[date, list[Decimal]] = {}
     for where, start_time, results in _buckets(pages, source):
-        day = datetime.fromtimestamp(start_time, UTC).date()
-        total = totals.get(day, Decimal(0))
+        day = amounts.setdefault(datetime.fromtimestamp(start_time, UTC).date(), [])
         for row_index, row in enumerate(results):
-            total += _cost_amount(row, f"{where}.results[{row_index}]", source)
-        totals[day] = total
-    return totals
+            day.append(_cost_amount(row, f"{where}.results[{row_index}]", source))
+    return {day: exact_sum(values, f"the costs of {day.isoformat()}", source) for day, values in amounts.items()}
 
 
 def parse_grouped_costs(pages: Iterable[Any], group: str, source: str) -> dict[str, Decimal]:
     """Group value (`project_id` or `line_item`) -> exact USD sum over every bucket."""
-    totals: dict[str, Decimal] = {}
+    amounts: dict[str, list[Decimal]] = {}
     for where, _, results in _buckets(pages, source):
         for row_index, row in enumerate(results):
             at = f"{where}.results[{row_index}]"
             amount = _cost_amount(row, at, source)
             key = _optional_str(row.get(group), f"{at}.{group}", source) or NONE_KEY
-            totals[key] = totals.get(key, Decimal(0)) + amount
-    return totals
+            amounts.setdefault(key, []).append(amount)
+    return {key: exact_sum(values, f"the costs of {group} {key!r}", source) for key, values in amounts.items()}
 
 
 def _usage_metrics(spec: UsageSpec, row: dict[str, Any], where: str) -> dict[str, int]:
@@ -392,12 +422,23 @@ def parse_usage(spec: UsageSpec, pages: Iterable[Any], *, cap: int = BREAKDOWN_C
         _add(by_model.setdefault(key, {}), metrics)
     for key, metrics in gauges.by_project.items():
         _add(by_project.setdefault(key, {}), metrics)
+    _check_counts(spec, totals, by_model, by_project)
     rank = spec.required[0]
     return UsageSummary(
         totals=totals,
         by_model=cap_counts(by_model, rank, cap),
         by_project=cap_counts(by_project, rank, cap),
     )
+
+
+def _check_counts(spec: UsageSpec, totals: Mapping[str, int], *breakdowns: Mapping[str, Mapping[str, int]]) -> None:
+    """Every total, and every sum of breakdown entries (`(other)` at any cap), fits a DynamoDB number."""
+    names = {name for breakdown in breakdowns for counts in breakdown.values() for name in counts}
+    for name in sorted(names | set(totals)):
+        bounds = [abs(totals.get(name, 0))]
+        bounds.extend(sum(abs(counts.get(name, 0)) for counts in breakdown.values()) for breakdown in breakdowns)
+        if max(bounds) >= DYNAMODB_INT_LIMIT:
+            raise MalformedReplyError(spec.source, f"{name} sums to more than {DYNAMODB_DIGITS} digits")
 
 
 def cap_counts(breakdown: Mapping[str, Mapping[str, int]], rank: str, cap: int) -> dict[str, dict[str, int]]:
@@ -415,14 +456,21 @@ def cap_counts(breakdown: Mapping[str, Mapping[str, int]], rank: str, cap: int) 
     return kept
 
 
-def cap_shares(shares: Sequence[CostShare], cap: int, noun: str) -> tuple[CostShare, ...]:
-    """The `cap` largest shares, then one `(other)` share holding the exact remainder."""
+def cap_shares(
+    shares: Sequence[CostShare], cap: int, noun: str, *, source: str = COSTS_BY_PROJECT
+) -> tuple[CostShare, ...]:
+    """The `cap` largest shares, then one `(other)` share holding the exact remainder.
+
+    Raises `MalformedReplyError` for `source` if the remainder does not fit a DynamoDB number;
+    `collect_grouped_costs` checks every cap a snapshot may use, so the poll's own calls never do.
+    """
     previous_other = next((s for s in shares if s.key == OTHER_KEY), None)
     items = sorted((s for s in shares if s.key != OTHER_KEY), key=lambda s: (-s.amount_usd, s.key))
     kept, rest = items[:cap], items[cap:]
     if not rest and previous_other is None:
         return tuple(kept)
-    amount = sum((s.amount_usd for s in rest), previous_other.amount_usd if previous_other else Decimal(0))
+    remainder = [s.amount_usd for s in rest] + ([previous_other.amount_usd] if previous_other else [])
+    amount = exact_sum(remainder, f"the sum of the {noun} beyond the largest {cap}", source)
     count = len(rest) + (_other_count(previous_other) if previous_other else 0)
     return (*kept, CostShare(key=OTHER_KEY, name=f"{count} more {noun}", amount_usd=amount))
 
@@ -481,7 +529,7 @@ def parse_admin_key(body: object) -> datetime | None:
 
 
 def _required_usd(body: Mapping[str, Any], name: str, where: str, source: str) -> Decimal:
-    return _finite(require_number(body.get(name), f"{where}{name}", source), f"{where}{name}", source)
+    return require_number(body.get(name), f"{where}{name}", source)
 
 
 def parse_credit_grants(body: object) -> tuple[CreditSummary, tuple[CreditGrant, ...]]:
@@ -518,8 +566,11 @@ def parse_subscription(body: object) -> Subscription:
     sub = _object(body, "reply", src)
     plan = sub.get("plan")
     plan_obj = _object(plan, "plan", src) if plan is not None else {}
+    hard_limit_usd = _required_usd(sub, "hard_limit_usd", "", src)
+    if abs(usd_to_cents(hard_limit_usd)) >= DYNAMODB_INT_LIMIT:  # stored as a spend limit in cents
+        raise MalformedReplyError(src, f"hard_limit_usd is {hard_limit_usd:.3e}, too large a limit in cents")
     return Subscription(
-        hard_limit_usd=_required_usd(sub, "hard_limit_usd", "", src),
+        hard_limit_usd=hard_limit_usd,
         soft_limit_usd=_required_usd(sub, "soft_limit_usd", "", src),
         system_hard_limit_usd=_required_usd(sub, "system_hard_limit_usd", "", src),
         plan_id=_optional_str(plan_obj.get("id"), "plan.id", src),
@@ -537,7 +588,10 @@ def parse_subscription(body: object) -> Subscription:
 
 
 def usd_to_cents(amount_usd: Decimal) -> int:
-    return int((amount_usd * 100).to_integral_value(rounding=ROUND_HALF_UP))
+    """Whole cents, rounded half up; the multiplication itself is exact (never rounded at 28 digits)."""
+    with localcontext() as context:
+        context.prec = SUM_PRECISION
+        return int((amount_usd * 100).to_integral_value(rounding=ROUND_HALF_UP))
 
 
 # --------------------------------------------------------------------------------------------------
@@ -548,16 +602,28 @@ def usd_to_cents(amount_usd: Decimal) -> int:
 def collect_daily_costs(
     client: SourceClient, start: datetime, end: datetime, *, source: str = COSTS_SOURCE
 ) -> tuple[DailyCost, ...]:
-    """Daily USD totals from `/organization/costs` for [start, end), exact sums of the API's rows."""
+    """Daily USD totals from `/organization/costs` for [start, end), exact sums of the API's rows.
+
+    The period's total (month to date, previous month) is the exact sum of these days; a total that does
+    not fit a DynamoDB number fails this source here rather than the snapshot's write.
+    """
     totals = parse_daily_costs(client.iter_pages("/organization/costs", _window(start, end), source=source), source)
+    exact_sum(totals.values(), "the period's total", source)
     return tuple(DailyCost(day=day, amount_usd=amount) for day, amount in sorted(totals.items()))
 
 
 def collect_grouped_costs(
     client: SourceClient, start: datetime, end: datetime, *, group: str, source: str
 ) -> dict[str, Decimal]:
+    """Exact USD totals by `group`; every `(other)` remainder the snapshot may store (at the breakdown cap
+    and at each trim cap) is checked to fit a DynamoDB number, so a misfit fails this source only."""
     params = {**_window(start, end), "group_by": [group]}
-    return parse_grouped_costs(client.iter_pages("/organization/costs", params, source=source), group, source)
+    totals = parse_grouped_costs(client.iter_pages("/organization/costs", params, source=source), group, source)
+    shares = [CostShare(key=key, amount_usd=amount) for key, amount in totals.items()]
+    noun = "projects" if group == "project_id" else "line items"
+    for cap in (BREAKDOWN_CAP, *TRIM_CAPS):
+        cap_shares(shares, cap, noun, source=source)
+    return totals
 
 
 def collect_usage(client: SourceClient, spec: UsageSpec, start: datetime, end: datetime) -> UsageSummary:
@@ -773,18 +839,28 @@ def _assemble(
         org_name=org.name,
         poll_time=poll_time,
         collected_at=collected_at,
-        month_to_date_usd=sum((d.amount_usd for d in current), Decimal(0)) if _ok(outcomes, COSTS_SOURCE) else None,
+        month_to_date_usd=(
+            exact_sum((d.amount_usd for d in current), "month to date", COSTS_SOURCE)
+            if _ok(outcomes, COSTS_SOURCE)
+            else None
+        ),
         daily_costs_usd=tuple(sorted({d.day: d for d in (*previous, *current)}.values(), key=lambda d: d.day)),
         previous_month_usd=(
-            sum((d.amount_usd for d in previous), Decimal(0)) if _ok(outcomes, COSTS_PREVIOUS_MONTH) else None
+            exact_sum((d.amount_usd for d in previous), "previous month", COSTS_PREVIOUS_MONTH)
+            if _ok(outcomes, COSTS_PREVIOUS_MONTH)
+            else None
         ),
         costs_by_project_usd=cap_shares(
             [CostShare(key=k, name=names.get(k), amount_usd=v) for k, v in by_project.items()],
             BREAKDOWN_CAP,
             "projects",
+            source=COSTS_BY_PROJECT,
         ),
         costs_by_line_item_usd=cap_shares(
-            [CostShare(key=k, amount_usd=v) for k, v in by_item.items()], BREAKDOWN_CAP, "line items"
+            [CostShare(key=k, amount_usd=v) for k, v in by_item.items()],
+            BREAKDOWN_CAP,
+            "line items",
+            source=COSTS_BY_LINE_ITEM,
         ),
         projects=projects,
         spend_limits=_spend_limits(org, outcomes),
@@ -846,9 +922,9 @@ def _credits(
     )
     live = [g for g in grants if g.expires_at is None or g.expires_at > poll_time]
     summary = CreditSummary(
-        total_granted_usd=sum((g.grant_amount_usd for g in grants), Decimal(0)),
-        total_used_usd=sum((g.used_amount_usd for g in grants), Decimal(0)),
-        total_available_usd=sum((g.remaining_usd for g in live), Decimal(0)),
+        total_granted_usd=_exactly(g.grant_amount_usd for g in grants),
+        total_used_usd=_exactly(g.used_amount_usd for g in grants),
+        total_available_usd=_exactly(g.remaining_usd for g in live),
     )
     return summary, grants
 
@@ -901,8 +977,12 @@ def _trimmed(snapshot: Snapshot, cap: int) -> Snapshot:
     return snapshot.model_copy(
         update={
             "usage": usage,
-            "costs_by_project_usd": cap_shares(list(snapshot.costs_by_project_usd), cap, "projects"),
-            "costs_by_line_item_usd": cap_shares(list(snapshot.costs_by_line_item_usd), cap, "line items"),
+            "costs_by_project_usd": cap_shares(
+                list(snapshot.costs_by_project_usd), cap, "projects", source=COSTS_BY_PROJECT
+            ),
+            "costs_by_line_item_usd": cap_shares(
+                list(snapshot.costs_by_line_item_usd), cap, "line items", source=COSTS_BY_LINE_ITEM
+            ),
         }
     )
 

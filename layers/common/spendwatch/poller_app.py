@@ -9,8 +9,21 @@
 - **`{"org_id": ...}`** (manual invoke): poll that organization now.
 
 The snapshot key is (organization, scheduled time), written with a conditional put, so a retried or
-duplicated message for the same moment writes nothing new. Kept out of the handler so the handler stays
-a few lines and tests can inject the store, secrets, queue and clock.
+duplicated message for the same moment writes nothing new. That is also why a poll that collected
+nothing stores nothing while its message will be received again: the snapshot listing the failures
+(which the alerter reports, e.g. `admin_key_rejected`) would occupy the key, and a retry that collects
+everything could no longer store it. Only the last receive (`ApproximateReceiveCount` reaching
+`POLL_MAX_RECEIVE_COUNT`, the queue's `maxReceiveCount`) stores the failure snapshot; its message still
+fails, so it lands in the poll dead-letter queue.
+
+A direct invocation (`run`) is treated as its own last attempt and always stores what it collected:
+Lambda tells an asynchronously invoked function nothing about which attempt it is running, a manual
+invoke is normally synchronous (not retried), and the deployed Scheduled Event only dispatches. (Were
+the schedule to poll directly, without a queue, its asynchronous retry could therefore not replace a
+failure snapshot of the first attempt.)
+
+Kept out of the handler so the handler stays a few lines and tests can inject the store, secrets, queue
+and clock.
 """
 
 from __future__ import annotations
@@ -39,11 +52,17 @@ if TYPE_CHECKING:
 SQS_BATCH_LIMIT = 10
 
 
+DEFAULT_MAX_RECEIVE_COUNT = 5
+
+
 class PollerSettings(PollerEnv):
-    """The poller's environment: `PollerEnv` plus the fan-out queue and the OpenAI read timeout."""
+    """The poller's environment: `PollerEnv` plus the fan-out queue, its receive limit and the OpenAI
+    read timeout."""
 
     poll_queue_url: str | None = None
     openai_read_timeout_s: Annotated[float, Field(gt=0, le=60)] = READ_TIMEOUT_S
+    poll_max_receive_count: Annotated[int, Field(ge=1, le=1000)] = DEFAULT_MAX_RECEIVE_COUNT
+    """the poll queue's redrive `maxReceiveCount`: the receive with this count is a message's last"""
 
 
 class PollRequest(BaseModel):
@@ -74,6 +93,16 @@ def is_sqs_batch(event: Mapping[str, Any]) -> bool:
 
 def is_scheduled_event(event: Mapping[str, Any]) -> bool:
     return isinstance(event, Mapping) and event.get("detail-type") == "Scheduled Event"
+
+
+def receive_count(record: Mapping[str, Any]) -> int | None:
+    """`attributes.ApproximateReceiveCount` of a Lambda SQS record (1 on the first receive), or None."""
+    attributes = record.get("attributes")
+    value = attributes.get("ApproximateReceiveCount") if isinstance(attributes, Mapping) else None
+    try:
+        return int(value) if value is not None else None
+    except (TypeError, ValueError):
+        return None
 
 
 def _sqs_client() -> SQSClient:
@@ -123,11 +152,22 @@ class PollerApp:
         )
 
     def poll_one(
-        self, org: OrganizationConfig, poll_time: datetime, remaining_ms: Callable[[], int] | None
+        self,
+        org: OrganizationConfig,
+        poll_time: datetime,
+        remaining_ms: Callable[[], int] | None,
+        *,
+        store_if_empty: bool = True,
     ) -> Snapshot:
+        """Poll the organization and store its snapshot once (conditional put).
+
+        With `store_if_empty=False` a snapshot without any collected source is not stored: the caller is
+        about to fail a message that will be received again, and that retry must find the key free.
+        """
         client = self.client_for(org, remaining_ms)
         snapshot = collect_snapshot(org, client, poll_time=poll_time, now=self.now)
-        written = self.store.put_snapshot(
+        store = store_if_empty or bool(snapshot.sources_ok)
+        written = store and self.store.put_snapshot(
             snapshot, expires_at=ttl_epoch(snapshot.collected_at, self.env.snapshot_retention_days)
         )
         for failure in snapshot.failures:
@@ -138,8 +178,14 @@ class PollerApp:
         metrics.add_metric(name="OpenAIRequests", unit="Count", value=client.request_count)
         if written:
             metrics.add_metric(name="SnapshotsWritten", unit="Count", value=1)
+        if written:
+            outcome = "snapshot stored"
+        elif store:
+            outcome = "snapshot already stored for this poll time"
+        else:
+            outcome = "nothing collected: snapshot not stored, so that the retry can store its own"
         logger.info(
-            "snapshot stored" if written else "snapshot already stored for this poll time",
+            outcome,
             org_id=org.id,
             poll_time=isoformat_utc(poll_time),
             month_to_date_usd=str(snapshot.month_to_date_usd),
@@ -229,9 +275,14 @@ class PollerApp:
                 # Removed from the config after the dispatch: there is nothing left to poll.
                 logger.warning("poll request for an unknown organization dropped", org_id=request.org_id)
                 return
-            snapshot = self.poll_one(org, request.poll_time, remaining_ms)
+            receives = receive_count(record.raw_event)
+            # Unknown count: treat as the last receive, so the failure is at least stored and reported.
+            last = receives is None or receives >= self.env.poll_max_receive_count
+            snapshot = self.poll_one(org, request.poll_time, remaining_ms, store_if_empty=last)
             if not snapshot.sources_ok:
-                raise NothingCollectedError(f"nothing could be collected for: {org.id}")
+                attempt = f"receive {receives or '?'} of {self.env.poll_max_receive_count}"
+                outcome = "failure snapshot stored" if last else "not stored, retried after the visibility timeout"
+                raise NothingCollectedError(f"nothing could be collected for: {org.id} ({attempt}: {outcome})")
 
         response: dict[str, Any] = dict(
             process_partial_response(
