@@ -48,3 +48,19 @@ def test_watchdog_one_org_failing_does_not_stop_the_others() -> None:
     assert checks["stale"].stale is True
     assert checks["stale"].notified == ["slack"]
     assert len(recorder.sent) == 1
+
+
+def test_watchdog_records_notices_at_the_wall_clock_not_the_late_event_time() -> None:
+    states, recorder = MemoryStates(), Recorder()
+    wall = NOW + timedelta(minutes=15)  # an async retry of the NOW run, started late
+    app = WatchdogApp(
+        config=lambda: CONFIG,
+        snapshots=SnapshotTimes(),
+        states=states,
+        sender_for=lambda remaining: lambda name, channel: recorder,  # type: ignore[arg-type,return-value]
+        clock=lambda: wall,
+    )
+    [_, stale] = app.run(NOW)
+    assert stale.notified == ["slack"]
+    [item] = [item for (org, _), item in states.items.items() if org == "stale"]
+    assert item["at"] == wall

@@ -77,6 +77,10 @@ class WatchdogApp:
     states: NotificationLog
     sender_for: Callable[[Callable[[], float]], SenderFactory]
     poll_period_s: int = 3600
+    clock: Callable[[], datetime] = utc_now
+    """The wall clock, for claims and the notification log. The run's own time (the scheduled event's)
+    only judges staleness: an async retry can start up to 15 minutes late, and a lease dated then would
+    already have lapsed, letting the alerter claim a shared fallback notice while this run sends it."""
 
     @classmethod
     def from_environment(cls) -> WatchdogApp:
@@ -137,7 +141,7 @@ class WatchdogApp:
         result.stale = now - reference > limit
         silenced = any(s.matches(org.id, "health", now) for s in config.silences)
         builder = _with_fallback(
-            self.sender_for(remaining_s), config=config, org=org, states=self.states, now=lambda: now
+            self.sender_for(remaining_s), config=config, org=org, states=self.states, now=self.clock
         )
         for channel, key in zip(org.channels, keys, strict=True):
             prior = states.get(key)
@@ -167,7 +171,7 @@ class WatchdogApp:
                     key,
                     firing=result.stale,
                     send=send,
-                    now=now,
+                    now=self.clock(),
                     reason="stale" if result.stale else "fresh",
                     prior=prior,
                     known=True,
