@@ -226,3 +226,31 @@ def test_config_source_without_any_valid_config_raises(monkeypatch: pytest.Monke
     source = SsmConfigSource("/spendwatch/config", bundled_path=tmp_path / "absent.yaml")
     with pytest.raises(ConfigError, match="config push"):
         source.get()
+
+
+def test_a_main_channel_that_cannot_be_built_is_reported_through_the_fallback() -> None:
+    from spendwatch.config import parse_config
+    from spendwatch.notices import with_fallback
+
+    config = parse_config(
+        """
+organizations:
+  - {id: acme, name: Acme, channels: [slack], fallback_channel: mail}
+channels:
+  slack: {type: slack}
+  mail: {type: email, sender: spend@example.com, recipients: [ops@example.com]}
+""",
+        "t.yaml",
+    )
+    fallback = ScriptedSender("mail", kind="email")
+
+    def build(name: str, channel: Any) -> ScriptedSender:
+        if name == "slack":  # its webhook URL was never put into SSM
+            raise DeliveryError("slack", "no Slack webhook URL configured", retryable=False, reason="not_configured")
+        return fallback
+
+    senders = with_fallback(build, config=config, org=config.organizations[0], states=MemoryLog(), now=lambda: NOW)
+    with pytest.raises(DeliveryError, match="no Slack webhook URL"):
+        senders("slack", config.channels["slack"]).send(MESSAGE)
+    [notice] = fallback.sent
+    assert "Channel slack failed permanently: not_configured." in notice.text

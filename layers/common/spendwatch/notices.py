@@ -119,6 +119,22 @@ class FallbackEvent:
     error: DeliveryError | None = None
 
 
+class DeferredSender:
+    """Builds its sender on the first send, so a channel that cannot even be built (its SSM credential is
+    missing: `not_configured`) fails inside `FallbackSender.send`, where the fallback channel hears of it."""
+
+    def __init__(self, name: str, kind: str, build: Callable[[], Sender]) -> None:
+        self.name = name
+        self.kind = kind
+        self._build = build
+        self._sender: Sender | None = None
+
+    def send(self, message: Message | EmailPayload) -> None:
+        if self._sender is None:
+            self._sender = self._build()
+        self._sender.send(message)  # type: ignore[arg-type] # an e-mail payload only ever reaches an EmailSender
+
+
 class FallbackSender:
     """Wraps an organization's main channel: a permanent failure is reported through its fallback channel.
 
@@ -268,12 +284,11 @@ def with_fallback(
         return build
 
     def wrapped(name: str, channel: ChannelConfig) -> Sender:
-        main = build(name, channel)
         if name == fallback_name:
-            return main
+            return build(name, channel)
         fallback_config = config.channels[fallback_name]
         return FallbackSender(
-            main,
+            DeferredSender(name, channel.type, lambda: build(name, channel)),
             fallback_name=fallback_name,
             fallback=lambda: build(fallback_name, fallback_config),
             org_id=org.id,
