@@ -132,7 +132,6 @@ class DeclaredGrant(_Model):
 
 # --- Alert rules and silences (reference: docs/rules.md) ---------------------------------------------
 
-RULE_NAMES = ("budget", "forecast", "hard_limit", "grant_expiry", "low_balance", "spike", "health")
 RuleName = Literal["budget", "forecast", "hard_limit", "grant_expiry", "low_balance", "spike", "health"]
 _DURATION = re.compile(r"^(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?$")
 MIN_REPEAT_INTERVAL = timedelta(minutes=10)

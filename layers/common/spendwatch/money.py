@@ -6,7 +6,7 @@ Amounts are `Decimal` from the JSON parser onward; names carry the unit (`_usd`,
 from __future__ import annotations
 
 import json
-from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
+from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
 CENT = Decimal("0.01")
@@ -15,33 +15,6 @@ CENT = Decimal("0.01")
 def loads_exact(text: str | bytes) -> Any:
     """Parse JSON with every non-integer number as `Decimal` (integers stay `int`)."""
     return json.loads(text, parse_float=Decimal)
-
-
-def to_decimal(value: object) -> Decimal:
-    """Convert a JSON number (int or Decimal) to Decimal; reject floats, bools, strings and None."""
-    if isinstance(value, bool) or value is None:
-        raise TypeError(f"expected a number, got {type(value).__name__}")
-    if isinstance(value, Decimal):
-        if not value.is_finite():
-            raise ValueError(f"not a finite number: {value}")
-        return value
-    if isinstance(value, int):
-        return Decimal(value)
-    raise TypeError(f"expected a number, got {type(value).__name__}")
-
-
-def decimal_from_text(text: str) -> Decimal:
-    try:
-        value = Decimal(text)
-    except InvalidOperation as exc:
-        raise ValueError(f"not a decimal number: {text!r}") from exc
-    if not value.is_finite():
-        raise ValueError(f"not a finite number: {text!r}")
-    return value
-
-
-def cents_to_usd(cents: int | Decimal) -> Decimal:
-    return Decimal(cents) / 100
 
 
 def format_usd(amount_usd: Decimal) -> str:

@@ -521,8 +521,3 @@ def render_email(
     parts.append(f'<p><a href="{e(USAGE_URL)}">Open OpenAI usage</a></p>')
     parts.append("</body></html>")
     return EmailContent(subject=subject, text=text, html="\n".join(parts))
-
-
-def as_plain_text(message: Message) -> str:
-    """How the message reads in a terminal (the demo prints this)."""
-    return message.text

@@ -114,6 +114,12 @@ class SsmConfigSource:
         return config
 
     def _fallback(self, error: ConfigError) -> SpendwatchConfig:
+        if str(error) != str(self.last_error):
+            # Once per new problem, not per record: a bad pushed config must not go unnoticed while the
+            # last valid one keeps working.
+            from spendwatch.observability import logger  # noqa: PLC0415
+
+            logger.error("config unusable; keeping the last valid one if any", error=str(error))
         self.last_error = error
         if self._last_valid is not None:
             self.source = "last_valid"
@@ -192,7 +198,3 @@ def sender_factory(
         )
 
     return build
-
-
-slack_sender_factory = sender_factory
-"""The name the walking skeleton used; every channel type is supported now."""
