@@ -129,3 +129,47 @@ def test_config_from_environment_takes_the_admin_key_id() -> None:
 def test_config_org_id_slack_is_reserved() -> None:
     with pytest.raises(ConfigError, match=re.escape("organizations[0].id: 'slack' is reserved")):
         parse_config("organizations: [{id: slack, name: S}]", "t.yaml")
+
+
+def test_config_canonical_json_round_trips_to_the_same_config() -> None:
+    from spendwatch.config import canonical_config_text, load_document, validate_config
+
+    text = (REPO / "config" / "spendwatch.yaml").read_text(encoding="utf-8") + (
+        "silences:\n  - {org: default, rule: spike, until: 2026-12-01T00:00:00Z}\n"
+    )
+    data = load_document(text, "t.yaml")
+    canonical = canonical_config_text(data)
+    assert canonical.startswith("{") and "\n" not in canonical and "Field reference" not in canonical
+    assert parse_config(canonical, "ssm") == validate_config(data, "t.yaml")
+
+
+def test_config_canonical_json_keeps_exact_decimals() -> None:
+    from spendwatch.config import canonical_config_text, load_document
+
+    canonical = canonical_config_text(load_document(VALID, "t.yaml"))
+    assert '"monthly_usd":250.10' in canonical
+    budget = parse_config(canonical, "ssm").organizations[0].budget
+    assert budget is not None and budget.monthly_usd == Decimal("250.10")
+
+
+def test_config_json_duplicate_key_is_named() -> None:
+    with pytest.raises(ConfigError, match="duplicate key 'organizations'"):
+        parse_config('{"organizations": [], "organizations": []}', "ssm")
+
+
+def test_config_json_syntax_error_names_line_and_column() -> None:
+    with pytest.raises(ConfigError, match="line 2, column"):
+        parse_config('{"organizations":\n ]', "ssm")
+
+
+def test_config_json_is_read_without_importing_yaml() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; from spendwatch.config import parse_config; "
+        'parse_config(\'{"organizations": [{"id": "a", "name": "A"}]}\', \'ssm\'); '
+        "print('yaml' in sys.modules)"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "False"

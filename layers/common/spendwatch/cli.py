@@ -54,22 +54,29 @@ def cmd_config_validate(args: argparse.Namespace) -> int:
 
 
 def cmd_config_push(args: argparse.Namespace) -> int:
-    from spendwatch.config import load_config_file  # noqa: PLC0415
+    from spendwatch.config import canonical_config_text, load_document, validate_config  # noqa: PLC0415
 
     path = Path(args.file)
     try:
-        load_config_file(path)
+        text = path.read_text(encoding="utf-8")
+        data = load_document(text, str(path))
+        validate_config(data, str(path))
+    except FileNotFoundError:
+        _print_err(f"{path}: file not found")
+        return 1
     except ConfigError as exc:
         _print_err(f"{exc}\nnot pushed: the deployed functions keep their current config")
         return 1
-    text = path.read_text(encoding="utf-8")
-    if len(text.encode()) > SSM_STANDARD_LIMIT_BYTES:
-        _print_err(f"{path}: {len(text.encode())} bytes, over the 4 KB of a standard SSM parameter; shorten comments")
+    # The functions read this canonical JSON without a YAML parser; comments and layout are not stored.
+    canonical = canonical_config_text(data)
+    size = len(canonical.encode())
+    if size > SSM_STANDARD_LIMIT_BYTES:
+        _print_err(f"{path}: {size} bytes as stored, over the 4 KB of a standard SSM parameter")
         return 1
     import boto3  # noqa: PLC0415
 
-    boto3.client("ssm").put_parameter(Name=args.parameter, Value=text, Type="String", Overwrite=True)
-    print(f"pushed {path} to SSM parameter {args.parameter}; the functions pick it up within a minute")
+    boto3.client("ssm").put_parameter(Name=args.parameter, Value=canonical, Type="String", Overwrite=True)
+    print(f"pushed {path} ({size} bytes) to SSM parameter {args.parameter}; the functions pick it up within a minute")
     return 0
 
 

@@ -6,6 +6,7 @@ environment-only fallback (one organization described by `OPENAI_ADMIN_KEY` and 
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Mapping
 from datetime import UTC, date, datetime, timedelta
@@ -13,7 +14,6 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-import yaml
 from pydantic import (
     AfterValidator,
     BaseModel,
@@ -432,30 +432,6 @@ def _reject_float(value: object) -> object:
     return value
 
 
-class _ConfigLoader(yaml.SafeLoader):
-    """SafeLoader that keeps decimals exact and refuses duplicate keys (a silent override hides typos)."""
-
-
-def _construct_decimal(loader: yaml.SafeLoader, node: yaml.ScalarNode) -> Decimal:
-    text = loader.construct_scalar(node)
-    return Decimal(str(text).replace("_", ""))
-
-
-def _construct_mapping(loader: yaml.SafeLoader, node: yaml.MappingNode) -> dict[Any, Any]:
-    loader.flatten_mapping(node)
-    result: dict[Any, Any] = {}
-    for key_node, value_node in node.value:
-        key = loader.construct_object(key_node)
-        if key in result:
-            raise yaml.constructor.ConstructorError(None, None, f"duplicate key {key!r}", key_node.start_mark)
-        result[key] = loader.construct_object(value_node)
-    return result
-
-
-_ConfigLoader.add_constructor("tag:yaml.org,2002:float", _construct_decimal)
-_ConfigLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
-
-
 def _format_location(loc: tuple[int | str, ...]) -> str:
     path = ""
     for part in loc:
@@ -467,15 +443,72 @@ def _format_location(loc: tuple[int | str, ...]) -> str:
 
 
 def parse_config(text: str, source: str) -> SpendwatchConfig:
-    """Parse and validate config text; raise `ConfigError` naming the source, each field and its problem."""
+    """Parse and validate config text; raise `ConfigError` naming the source, each field and its problem.
+
+    Text that starts with `{` is the canonical JSON form `spendwatch config push` stores, read without a
+    YAML parser (the deployed functions carry none); anything else is the YAML a user writes.
+    """
+    return validate_config(load_document(text, source), source)
+
+
+def load_document(text: str, source: str) -> Any:
+    """The config text as plain data: JSON when it starts with `{`, else YAML (imported only then)."""
+    if text.lstrip().startswith("{"):
+        return _load_json(text, source)
+    from spendwatch.config_yaml import load_yaml  # noqa: PLC0415 - the deployed functions read JSON
+
+    return load_yaml(text, source)
+
+
+def _load_json(text: str, source: str) -> Any:
+    def pairs(items: list[tuple[str, Any]]) -> dict[str, Any]:
+        result: dict[str, Any] = {}
+        for key, value in items:
+            if key in result:
+                raise ConfigError(source, [f"duplicate key {key!r}"])
+            result[key] = value
+        return result
+
     try:
-        data = yaml.load(text, Loader=_ConfigLoader)  # noqa: S506 - _ConfigLoader is a SafeLoader subclass
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark
-        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "unknown position"
-        raise ConfigError(source, [f"{where}: {exc.problem or exc}"]) from None
-    except yaml.YAMLError as exc:
-        raise ConfigError(source, [f"not valid YAML: {exc}"]) from None
+        return json.loads(text, parse_float=Decimal, object_pairs_hook=pairs)
+    except json.JSONDecodeError as exc:
+        raise ConfigError(source, [f"line {exc.lineno}, column {exc.colno}: {exc.msg}"]) from None
+
+
+def canonical_config_text(data: Any) -> str:
+    """The config as compact JSON with keys in their written order: what `config push` stores.
+
+    Comments and layout are gone and dates become ISO strings; every number keeps its exact digits.
+    """
+    return _encode_exact(_plain(data))
+
+
+def _encode_exact(value: Any) -> str:
+    """Compact JSON in which a `Decimal` is a number with its exact digits (json.dumps would need a float)."""
+    if isinstance(value, dict):
+        members = (f"{json.dumps(str(k), ensure_ascii=False)}:{_encode_exact(v)}" for k, v in value.items())
+        return "{" + ",".join(members) + "}"
+    if isinstance(value, list | tuple):
+        return "[" + ",".join(_encode_exact(v) for v in value) + "]"
+    if isinstance(value, Decimal):
+        return str(value)
+    return json.dumps(value, ensure_ascii=False)
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, date):
+        return value.isoformat()
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    return value
+
+
+def validate_config(data: Any, source: str) -> SpendwatchConfig:
+    """Validate plain data (as `load_document` returns it) into the typed config."""
     if not isinstance(data, dict):
         raise ConfigError(source, ["(top level): expected a mapping with 'organizations' and 'channels'"])
     try:
@@ -519,7 +552,7 @@ def config_from_environment(environ: Mapping[str, str]) -> SpendwatchConfig:
     if environ.get("SLACK_WEBHOOK_URL") or environ.get("SLACK_BOT_TOKEN"):
         channels["slack"] = {"type": "slack", "channel": environ.get("SLACK_CHANNEL")}
         org["channels"] = ["slack"]
-    return parse_config(yaml.safe_dump({"organizations": [org], "channels": channels}), "environment")
+    return validate_config({"organizations": [org], "channels": channels}, "environment")
 
 
 def resolve_local_config(environ: Mapping[str, str], cwd: Path | None = None) -> SpendwatchConfig:

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from spendwatch.config import SlackChannelConfig, SpendwatchConfig, parse_config, resolve_local_config
-from spendwatch.devtools.pipeline import LocalPipeline, config_yaml
+from spendwatch.devtools.pipeline import LocalPipeline, config_text
 from spendwatch.money import format_percent, format_usd, percent_of
 from spendwatch.snapshot import Snapshot
 from spendwatch.store import SnapshotStore
@@ -166,7 +166,7 @@ def run_demo(environ: Mapping[str, str] | None = None, out: Callable[[str], None
         for line in setup.sources:
             out(f"  {line}")
         out(f"  Handler logs and metrics (as CloudWatch would show them): {LOG_PATH}\n")
-        pipeline.configure(config_yaml(setup.config), setup.secrets, setup.handler_env)
+        pipeline.configure(config_text(setup.config), setup.secrets, setup.handler_env)
         with handler_output(log):
             queue = pipeline.poll_all(poll_time)
         snapshots = stored_snapshots(pipeline, setup.config, poll_time)

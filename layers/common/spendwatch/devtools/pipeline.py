@@ -22,7 +22,7 @@ from typing import Any
 
 import boto3
 
-from spendwatch.config import SpendwatchConfig
+from spendwatch.config import SpendwatchConfig, canonical_config_text, load_document
 from spendwatch.devtools.aws_local import (
     FAKE_CREDENTIALS,
     DynamoDBLocal,
@@ -162,9 +162,14 @@ class LocalPipeline:
         self.watchdog = load_handler(self.root, "watchdog")
 
     def configure(self, config_text: str, secrets: Mapping[str, str], environ: Mapping[str, str] = {}) -> None:
-        """Store the config and the secrets in SSM, as `spendwatch config push` and the deploy guide do."""
+        """Store the config and the secrets in SSM, as `spendwatch config push` and the deploy guide do.
+
+        The config is stored in the canonical JSON form `config push` writes, so the handlers read it the
+        way they do when deployed (without a YAML parser).
+        """
         ssm = boto3.client("ssm")
-        ssm.put_parameter(Name=CONFIG_PARAMETER, Value=config_text, Type="String", Overwrite=True)
+        canonical = canonical_config_text(load_document(config_text, "pipeline config"))
+        ssm.put_parameter(Name=CONFIG_PARAMETER, Value=canonical, Type="String", Overwrite=True)
         for name, value in secrets.items():
             ssm.put_parameter(Name=name, Value=value, Type="SecureString", Overwrite=True)
         self._set_env(dict(environ))
@@ -227,10 +232,9 @@ class LocalPipeline:
         self.stop()
 
 
-def config_yaml(config: SpendwatchConfig) -> str:
-    import yaml  # noqa: PLC0415
-
-    return yaml.safe_dump(config.model_dump(mode="json", exclude_none=True), sort_keys=False)
+def config_text(config: SpendwatchConfig) -> str:
+    """A validated config as the canonical JSON text `spendwatch config push` stores."""
+    return canonical_config_text(config.model_dump(mode="json", exclude_none=True))
 
 
 @contextmanager
