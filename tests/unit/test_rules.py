@@ -553,8 +553,25 @@ def test_monitor_health_conditions_fire_at_once_and_clear_against_the_previous_p
 def test_monitor_health_admin_key_expiry(left: timedelta, level: str | None) -> None:
     current = polled(0, admin_key_expires_at=WHEN + left)
     [observation] = monitor_health(current, CONFIG.organization("acme"), [], now=WHEN)
-    assert observation.key == f"health.admin_key#{(WHEN + left).date().isoformat()}"
+    assert observation.key == "health.admin_key#org"
     assert observation.level == (None if level is None else Decimal(level))
+
+
+def test_monitor_health_admin_key_rotation_clears_the_alert_under_one_stable_key() -> None:
+    """Issue 7, item 8: the alert was keyed by the expiry day, so a rotated key left it firing forever."""
+    acme = CONFIG.organization("acme")
+    expiring = polled(1, ok=("admin_key",), admin_key_expires_at=WHEN + timedelta(days=3))
+    rotated = polled(0, ok=("admin_key",), admin_key_expires_at=WHEN + timedelta(days=365))
+    never = polled(0, ok=("admin_key",))  # the new key has no expiry at all
+    unread = polled(0, failing=("admin_key",))  # the key could not be read: say nothing either way
+
+    def admin(snapshot: Snapshot) -> dict[str, Decimal | None]:
+        return {k: v for k, v in levels(monitor_health(snapshot, acme, [], now=WHEN)).items() if "admin_key#" in k}
+
+    assert admin(expiring) == {"health.admin_key#org": Decimal(1)}
+    assert admin(rotated) == {"health.admin_key#org": None}
+    assert admin(never) == {"health.admin_key#org": None}
+    assert admin(unread) == {}
 
 
 # --- evaluate ---------------------------------------------------------------------------------------

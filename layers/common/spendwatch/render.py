@@ -243,6 +243,8 @@ def _say_condition(s: _Say) -> str:
 def _say_admin_key(s: _Say) -> str:
     expires = str(s.facts["expires_at"])[:10]
     if s.resolved:
+        if expires == "never":
+            return "The OpenAI admin key no longer expires soon (it has no expiry date)"
         return f"The OpenAI admin key no longer expires soon (now {expires})"
     if s.num("days_left") <= 0:
         return f"{s.again}The OpenAI admin key expired on {expires}: polling stops until a new key is stored"

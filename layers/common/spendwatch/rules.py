@@ -596,12 +596,17 @@ def monitor_health(
             )
         )
     expires = snapshot.admin_key_expires_at
+    # One alert per organization, whichever admin key it is configured with: rotating to a key that does
+    # not expire soon (or never expires) clears it, with a message. It was keyed by the expiry day, so the
+    # old key's alert stayed firing after a rotation and its promised "cleared" message never came; the
+    # key id would do the same, as a rotation means a new key with a new `admin_key_id`.
+    key = "health.admin_key#org"
     if expires is not None:
         left = expires - now
         observations.append(
             Observation(
                 "health.admin_key",
-                f"health.admin_key#{expires.date().isoformat()}",
+                key,
                 ONE if left <= timedelta(days=settings.admin_key_expiry_days) else None,
                 "Admin key expiring",
                 {
@@ -610,6 +615,10 @@ def monitor_health(
                 },
             )
         )
+    elif "admin_key" in snapshot.sources_ok:
+        # The key was read and has no expiry: not expiring. (A poll that could not read the key says
+        # nothing: the alert is neither raised nor cleared.)
+        observations.append(Observation("health.admin_key", key, None, "Admin key expiring", {"expires_at": "never"}))
     return observations
 
 
