@@ -6,16 +6,33 @@ model and nothing leaves the process.
 
 from __future__ import annotations
 
+import ssl
 from typing import Any
 
 import boto3
 import pytest
+from botocore.awsrequest import AWSResponse
+from botocore.compat import HTTPHeaders
+from botocore.exceptions import (
+    ConnectionClosedError,
+    ConnectTimeoutError,
+    EndpointConnectionError,
+    ReadTimeoutError,
+    SSLError,
+)
 from botocore.stub import Stubber
 
-from spendwatch.errors import DeliveryError
+from spendwatch.errors import DeliveryError, DeliveryUnknownError
 from spendwatch.notices import notice_message
 from spendwatch.render import Message
-from spendwatch.senders import EmailBody, EmailSender, classify_ses, email_from_message, slack_to_plain
+from spendwatch.senders import (
+    EmailBody,
+    EmailSender,
+    classify_ses,
+    default_ses_client,
+    email_from_message,
+    slack_to_plain,
+)
 
 SENDER = "alerts@example.com"
 
@@ -186,3 +203,112 @@ def test_email_without_recipients_is_refused_at_build_time() -> None:
 def test_slack_to_plain_turns_links_into_text_and_drops_mentions() -> None:
     text = "<!here> Alert &amp; more: <https://platform.openai.com/usage|Open OpenAI usage> &lt;x&gt;"
     assert slack_to_plain(text) == "Alert & more: Open OpenAI usage (https://platform.openai.com/usage) <x>"
+
+
+# --------------------------------------------------------------------------------------------------
+# transport faults: a real botocore client whose HTTP send raises what botocore raises on the wire
+# --------------------------------------------------------------------------------------------------
+ENDPOINT = "https://email.us-east-1.amazonaws.com/v2/email/outbound-emails"
+
+
+@pytest.fixture
+def aws_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name, value in {
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_ACCESS_KEY_ID": "t",
+        "AWS_SECRET_ACCESS_KEY": "t",
+    }.items():
+        monkeypatch.setenv(name, value)
+
+
+def wire_faults(client: Any, faults: list[Exception]) -> list[int]:
+    """Make `client`'s next HTTP sends raise `faults` in turn (then answer 200): the request is built,
+    validated and signed by botocore as usual, only the socket is replaced."""
+    sends: list[int] = []
+
+    def before_send(request: Any, **kwargs: Any) -> Any:
+        sends.append(1)
+        if faults:
+            raise faults.pop(0)
+        return AWSResponse(request.url, 200, HTTPHeaders(), _Raw(b'{"MessageId": "m-1"}'))
+
+    client.meta.events.register("before-send.sesv2.SendEmail", before_send)
+    return sends
+
+
+class _Raw:
+    def __init__(self, body: bytes) -> None:
+        self._body = body
+
+    def stream(self, **kwargs: Any) -> Any:
+        yield self._body
+
+
+@pytest.mark.parametrize(
+    ("faults", "outcome", "sends", "sleeps"),
+    [
+        # the request went out and no answer came: SES may have the message; never retried here
+        ([ReadTimeoutError(endpoint_url=ENDPOINT)], "unknown:read_timeout", 1, []),
+        ([ConnectionClosedError(endpoint_url=ENDPOINT)], "unknown:connection_reset", 1, []),
+        # provably not sent: retried within the time left
+        ([EndpointConnectionError(endpoint_url=ENDPOINT)], "ok", 2, [1.0]),
+        ([ConnectTimeoutError(endpoint_url=ENDPOINT)] * 3, "retryable:connect_timeout", 3, [1.0, 2.0]),
+        ([SSLError(endpoint_url=ENDPOINT, error=ssl.SSLError("handshake"))], "ok", 2, [1.0]),
+        (
+            [EndpointConnectionError(endpoint_url=ENDPOINT), ReadTimeoutError(endpoint_url=ENDPOINT)],
+            "unknown:read_timeout",
+            2,
+            [1.0],
+        ),
+    ],
+)
+def test_email_transport_faults_are_classified_by_whether_the_request_left(
+    faults: list[Exception], outcome: str, sends: int, sleeps: list[float], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name, value in {
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_ACCESS_KEY_ID": "t",
+        "AWS_SECRET_ACCESS_KEY": "t",
+    }.items():
+        monkeypatch.setenv(name, value)
+    client = default_ses_client()  # as deployed: botocore's own retries off
+    sent = wire_faults(client, list(faults))
+    email, slept = email_sender(client)
+    if outcome == "ok":
+        email.send(hostile_message())
+    else:
+        kind, reason = outcome.split(":")
+        with pytest.raises(DeliveryError) as caught:
+            email.send(hostile_message())
+        assert isinstance(caught.value, DeliveryUnknownError) is (kind == "unknown")
+        assert caught.value.retryable is (kind == "retryable")
+        assert caught.value.reason == reason
+        assert ENDPOINT not in str(caught.value)
+    assert len(sent) == sends
+    assert slept == sleeps
+
+
+def test_email_gateway_timeout_is_an_unknown_outcome() -> None:
+    client = ses_client()
+    email, slept = email_sender(client)
+    with Stubber(client) as stub:
+        stub.add_client_error("send_email", service_error_code="GatewayTimeout", http_status_code=504)
+        with pytest.raises(DeliveryUnknownError) as caught:
+            email.send(hostile_message())
+    assert caught.value.reason == "http_504"
+    assert email.calls == 1 and slept == []
+
+
+def test_email_timeouts_are_settable_and_bound_the_time_a_call_needs(aws_env: None) -> None:
+    config: Any = default_ses_client(connect_timeout_s=0.25, read_timeout_s=0.5).meta.config
+    assert (config.connect_timeout, config.read_timeout) == (0.25, 0.5)
+    assert config.retries["total_max_attempts"] == 1, "botocore never resends on its own"
+    stubbed = ses_client()
+    fast, _ = email_sender(stubbed, connect_timeout_s=0.25, read_timeout_s=0.5, remaining_s=lambda: 1.0)
+    with Stubber(stubbed) as stub:
+        stub.add_response("send_email", {"MessageId": "m-1"})
+        fast.send(hostile_message())  # 0.75 s per call fits in 1 s; the 15 s default would not
+    slow, _ = email_sender(ses_client(), remaining_s=lambda: 1.0)
+    with pytest.raises(DeliveryError) as caught:
+        slow.send(hostile_message())
+    assert caught.value.reason == "out_of_time"

@@ -280,7 +280,8 @@ def _fresh_snapshots(config: SpendwatchConfig, org_id: str | None) -> list[Snaps
 def cmd_test_alert(args: argparse.Namespace) -> int:
     """Send a clearly marked test message to every configured channel (or one), with local credentials.
 
-    Exit 0 when every channel accepted it; 1 naming each channel that failed; 2 on a config error.
+    Exit 0 when every channel accepted it; 1 naming each channel that failed or did not confirm it; 2 on
+    a config error.
     """
     from spendwatch.config import resolve_local_config  # noqa: PLC0415
     from spendwatch.errors import DeliveryError  # noqa: PLC0415
@@ -317,6 +318,9 @@ def cmd_test_alert(args: argparse.Namespace) -> int:
             build(name, config.channels[name]).send(message)
         except DeliveryError as exc:
             failed.append(name)
+            if exc.outcome == "unknown":  # it may be there: look before sending another
+                print(f"{name}: NOT CONFIRMED ({exc.reason}): {exc.detail}; check the channel")
+                continue
             kind = "retryable" if exc.retryable else "permanent"
             print(f"{name}: FAILED ({exc.reason}, {kind}): {exc.detail}")
             continue

@@ -78,14 +78,43 @@ class NothingCollectedError(SpendwatchError):
 
 
 class DeliveryError(SpendwatchError):
-    """A channel could not deliver a message. `retryable` tells the caller whether trying again may help."""
+    """A channel did not deliver a message. `retryable` tells the caller whether trying again may help.
+
+    Raised only when the message provably did not reach the receiver (no connection, DNS, TLS, the
+    request not fully sent) or the receiver answered with a refusal; when that cannot be known the
+    sender raises `DeliveryUnknownError` instead.
+    """
+
+    outcome = "not_delivered"
 
     def __init__(self, channel: str, detail: str, *, retryable: bool, reason: str = "error") -> None:
         self.channel = channel
         self.detail = detail
         self.retryable = retryable
         self.reason = reason
-        super().__init__(f"channel {channel!r}: {detail} ({'retryable' if retryable else 'permanent'})")
+        super().__init__(f"channel {channel!r}: {detail} ({self._label()})")
+
+    def _label(self) -> str:
+        return "retryable" if self.retryable else "permanent"
+
+
+class DeliveryUnknownError(DeliveryError):
+    """The request may have reached the receiver, but no answer confirms it (a read timeout or a connection
+    reset after the request was sent, Slack's `fatal_error`, a gateway's 504, botocore's ReadTimeoutError).
+
+    The message was probably delivered: it is never retried within the invocation (the slow Slack that
+    records the post and answers late would get one copy per retry). The caller records it as sent but
+    unconfirmed and re-sends it at most once, after a long lease. `retryable` is False for callers that
+    only know `DeliveryError`: retrying now is exactly what must not happen.
+    """
+
+    outcome = "unknown"
+
+    def __init__(self, channel: str, detail: str, *, reason: str) -> None:
+        super().__init__(channel, detail, retryable=False, reason=reason)
+
+    def _label(self) -> str:
+        return "outcome unknown"
 
 
 class SnapshotFormatError(SpendwatchError):

@@ -15,7 +15,7 @@ from typing import Any, Protocol
 
 from spendwatch.alerts import AlertState
 from spendwatch.config import ChannelConfig, OrganizationConfig, SpendwatchConfig
-from spendwatch.errors import DeliveryError
+from spendwatch.errors import DeliveryError, DeliveryUnknownError
 from spendwatch.observability import logger, metrics
 from spendwatch.render import SECTION_LIMIT, Message, escape
 from spendwatch.senders import EmailPayload, Sender, metric_reason
@@ -175,6 +175,8 @@ class FallbackSender:
     def send(self, message: Message | EmailPayload) -> None:
         try:
             self._main.send(message)  # type: ignore[arg-type] # an e-mail payload only ever reaches an EmailSender
+        except DeliveryUnknownError:
+            raise  # probably delivered: neither a failure to report nor a proven recovery
         except DeliveryError as exc:
             if not exc.retryable:
                 self._notify(firing=True, reason=exc.reason)

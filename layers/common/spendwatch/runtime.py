@@ -24,7 +24,17 @@ from spendwatch.config import (
 )
 from spendwatch.errors import ConfigError, DeliveryError, EnvironmentConfigError
 from spendwatch.secrets import SecretSource
-from spendwatch.senders import EmailSender, Pacer, Sender, SlackCredentials, SlackSender
+from spendwatch.senders import (
+    SES_CONNECT_TIMEOUT_S,
+    SES_READ_TIMEOUT_S,
+    SLACK_CONNECT_TIMEOUT_S,
+    SLACK_TIMEOUT_S,
+    EmailSender,
+    Pacer,
+    Sender,
+    SlackCredentials,
+    SlackSender,
+)
 
 CONFIG_CACHE_SECONDS = 60
 BUNDLED_CONFIG_PATH = Path(__file__).resolve().parent / "bundled_config.yaml"
@@ -68,6 +78,18 @@ class WatchdogEnv(_Env):
     spendwatch_config_parameter: Annotated[str, Field(pattern=r"^/")]
     poll_period_seconds: Annotated[int, Field(ge=60, le=86400)] = 3600
     slack_api_base_url: str | None = None
+
+
+_Seconds = Annotated[float, Field(gt=0, le=60)]
+
+
+class DeliveryTimeouts(_Env):
+    """Client timeouts of the senders; the defaults suit production, fault tests set a second or less."""
+
+    spendwatch_slack_timeout_s: _Seconds = SLACK_TIMEOUT_S
+    spendwatch_slack_connect_timeout_s: _Seconds = SLACK_CONNECT_TIMEOUT_S
+    spendwatch_ses_connect_timeout_s: _Seconds = SES_CONNECT_TIMEOUT_S
+    spendwatch_ses_read_timeout_s: _Seconds = SES_READ_TIMEOUT_S
 
 
 class SsmConfigSource:
@@ -159,9 +181,12 @@ def sender_factory(
     """Builds the sender of a configured channel: Slack (webhook or bot token) or e-mail (SES v2).
 
     Secrets are read when a message is sent, not here, and re-read (`force_fetch`) once after Slack
-    refuses the credential, so a rotated token or webhook URL is picked up without a redeploy.
+    refuses the credential, so a rotated token or webhook URL is picked up without a redeploy. Client
+    timeouts come from `SPENDWATCH_SLACK_TIMEOUT_S`, `SPENDWATCH_SLACK_CONNECT_TIMEOUT_S`,
+    `SPENDWATCH_SES_CONNECT_TIMEOUT_S` and `SPENDWATCH_SES_READ_TIMEOUT_S` when set (`DeliveryTimeouts`).
     """
     env = os.environ if environ is None else environ
+    timeouts = DeliveryTimeouts.from_environ(env)
 
     def build(name: str, channel: ChannelConfig) -> Sender:
         if isinstance(channel, SlackChannelConfig):
@@ -178,6 +203,8 @@ def sender_factory(
                 api_base_url=api_base_url,
                 remaining_s=remaining_s,
                 pacer=pacer,
+                timeout_s=timeouts.spendwatch_slack_timeout_s,
+                connect_timeout_s=timeouts.spendwatch_slack_connect_timeout_s,
             )
         if isinstance(channel, EmailChannelConfig):
             extra = {"client": ses_client} if ses_client is not None else {}
@@ -188,6 +215,8 @@ def sender_factory(
                 subject_prefix=channel.subject_prefix,
                 configuration_set=channel.configuration_set,
                 remaining_s=remaining_s,
+                connect_timeout_s=timeouts.spendwatch_ses_connect_timeout_s,
+                read_timeout_s=timeouts.spendwatch_ses_read_timeout_s,
                 **extra,  # type: ignore[arg-type]
             )
         raise DeliveryError(

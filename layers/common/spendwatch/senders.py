@@ -1,32 +1,51 @@
 """Channels that deliver messages: Slack (incoming webhook, or bot token + chat.postMessage) and e-mail (SES v2).
 
-Each sender either returns normally or raises `DeliveryError` saying whether a retry may help, in the
-manner of Alertmanager's notifiers, with `reason` naming the cause (a Slack error code, an SES error
-code, `http_503`, `connection`). Retries inside an invocation are short and bounded by the time left;
-the stream's retries and the dead-letter queue do the rest. Webhook URLs and tokens never appear in
-errors or logs: transport exceptions are reduced to their type name, and slack-sdk gets a silent logger
-(its own log lines print the full request URL).
+Every send ends in one of three outcomes, in the manner of Alertmanager's notifiers:
+- **delivered**: `send` returns;
+- **not delivered**, provably (no connection, DNS, connect timeout, TLS handshake, the request not fully
+  sent, or an answer refusing it): `DeliveryError`, `retryable` or permanent, `reason` naming the cause
+  (a Slack error code, an SES error code, `http_503`, `connection`, `dns`, `connect_timeout`, `tls`);
+- **unknown** (the request went out but no answer confirms it: a read timeout or a connection closed
+  after sending, Slack's `fatal_error`, a gateway's 504, botocore's `ReadTimeoutError`):
+  `DeliveryUnknownError`. It is never retried here: a slow Slack that records the post and answers
+  after the timeout would get one copy per retry. The caller records it as sent but unconfirmed.
+
+Retries inside an invocation are short and bounded by the time left; the stream's retries and the
+dead-letter queue do the rest. Slack is reached over `http.client` (`HttpSlackTransport`) rather than
+slack-sdk, whose urllib stack does not let a hard deadline be kept and costs an import on the first
+send. Webhook URLs and tokens never appear in errors or logs: transport exceptions are reduced to a
+reason name.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import html
-import logging
+import json
 import re
+import socket
+import ssl
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from http.client import HTTPConnection, HTTPSConnection
 from typing import TYPE_CHECKING, Any, Protocol
+from urllib.parse import urlsplit
 
-from spendwatch.errors import DeliveryError
+from spendwatch.errors import DeliveryError, DeliveryUnknownError
 from spendwatch.render import Message
 
 if TYPE_CHECKING:
     from mypy_boto3_sesv2.client import SESV2Client
 
 SLACK_TIMEOUT_S = 10.0
+"""The whole Slack request (connect, send, answer) must finish within this, and within the time left."""
+SLACK_CONNECT_TIMEOUT_S = 3.0
 MIN_HTTP_TIMEOUT_S = 1.0
+SLACK_API_BASE_URL = "https://slack.com/api/"
+MAX_REPLY_BYTES = 64 * 1024
 PACE_INTERVAL_S = 1.0
 """Slack: about one message per second per channel (chat.postMessage "special" tier)."""
 SES_MAX_RECIPIENTS_PER_CALL = 50
@@ -34,8 +53,9 @@ SES_MAX_RECIPIENTS_PER_CALL = 50
 
 AUTH_SLACK_ERRORS = frozenset({"invalid_auth", "not_authed", "token_revoked", "token_expired", "account_inactive"})
 """The credential is bad: re-read the secret once (it may have been rotated), then give up."""
-REVOKED_WEBHOOK_ERRORS = frozenset({"no_service", "invalid_token"})
-"""A webhook URL is its own credential: a revoked one answers 404 `no_service`; re-read it once too."""
+REVOKED_WEBHOOK_ERRORS = frozenset({"no_service", "invalid_token", "invalid_url"})
+"""A webhook URL is its own credential: a revoked one answers 404 `no_service` (and one that is not a URL
+cannot be used at all); re-read it once too."""
 DESTINATION_SLACK_ERRORS = frozenset(
     {
         "channel_not_found",
@@ -71,10 +91,17 @@ PAYLOAD_SLACK_ERRORS = frozenset(
 )
 """Our message is wrong (a bug): retrying the same payload cannot help."""
 TRANSIENT_SLACK_ERRORS = frozenset(
-    {"ratelimited", "rate_limited", "internal_error", "fatal_error", "service_unavailable", "request_timeout"}
+    {"ratelimited", "rate_limited", "internal_error", "service_unavailable", "request_timeout"}
 )
-"""Retry. `fatal_error` may mean part of the post succeeded: a rare duplicate is preferred to a miss."""
+"""Slack answered that it did not take the message this time: retry."""
+UNKNOWN_SLACK_ERRORS = frozenset({"fatal_error"})
+"""Slack: "it's possible some aspect of the operation succeeded before the error was raised"."""
 PERMANENT_SLACK_ERRORS = AUTH_SLACK_ERRORS | REVOKED_WEBHOOK_ERRORS | DESTINATION_SLACK_ERRORS | PAYLOAD_SLACK_ERRORS
+
+NOT_SENT_REASONS = frozenset({"connection", "dns", "connect_timeout", "tls"})
+"""The request provably did not reach the receiver (connect, DNS, TLS handshake, or sending failed)."""
+UNKNOWN_OUTCOME_REASONS = frozenset({"read_timeout", "connection_reset", "unreadable_reply", "http_504"})
+"""The request was sent; no answer says whether it was acted on."""
 
 RETRYABLE_SES_ERRORS = frozenset(
     {
@@ -117,7 +144,11 @@ KNOWN_REASONS = (
     | TRANSIENT_SLACK_ERRORS
     | RETRYABLE_SES_ERRORS
     | PERMANENT_SES_ERRORS
-    | {"connection", "not_configured", "secret_unavailable", "out_of_time", "unsupported_channel", "error"}
+    | UNKNOWN_SLACK_ERRORS
+    | NOT_SENT_REASONS
+    | UNKNOWN_OUTCOME_REASONS
+    | {"not_configured", "secret_unavailable", "out_of_time", "unsupported_channel", "error", "invalid_url"}
+    | {"claim_busy", "record_failed"}
     | {f"http_{code}" for code in (400, 401, 403, 404, 408, 410, 413, 429, 500, 502, 503, 504)}
 )
 
@@ -125,13 +156,6 @@ KNOWN_REASONS = (
 def metric_reason(reason: str) -> str:
     """The reason as a bounded metric dimension value."""
     return reason if reason in KNOWN_REASONS else "other"
-
-
-# slack-sdk logs the full request URL (the webhook's secret path) at INFO and the exception text at ERROR.
-_SLACK_SDK_LOGGER = logging.getLogger("spendwatch.slack_sdk_silenced")
-_SLACK_SDK_LOGGER.setLevel(logging.CRITICAL + 1)
-_SLACK_SDK_LOGGER.propagate = False
-_SLACK_SDK_LOGGER.addHandler(logging.NullHandler())
 
 
 @dataclass(frozen=True)
@@ -224,10 +248,12 @@ class SlackCredentials:
 @dataclass(frozen=True)
 class SlackReply:
     status: int
-    """HTTP status (599 for a connection failure that never got one)."""
+    """HTTP status (599 when no answer was read)."""
     error: str | None
-    """Slack's error code (or `connection`, `http_<status>`); None on success."""
+    """Slack's error code (or `connection`, `read_timeout`, `http_<status>`, …); None on success."""
     retry_after: float | None = None
+    unknown: bool = False
+    """The request was sent but no answer says whether Slack acted on it."""
 
 
 SlackTransport = Callable[[SlackCredentials, str | None, Message, float], SlackReply]
@@ -235,30 +261,36 @@ SlackTransport = Callable[[SlackCredentials, str | None, Message, float], SlackR
 
 
 def classify_slack(reply: SlackReply) -> str:
-    """`ok`, `rate_limited`, `transient`, `auth` (re-read the secret once) or `permanent`."""
+    """`ok`, `unknown` (may have been delivered: never retried), `rate_limited`, `transient`, `auth`
+    (re-read the secret once) or `permanent`."""
     if reply.status == 200 and reply.error is None:
         return "ok"
     error = reply.error or f"http_{reply.status}"
-    if reply.status == 429 or error in {"ratelimited", "rate_limited"}:
-        return "rate_limited"
-    if error in AUTH_SLACK_ERRORS or error in REVOKED_WEBHOOK_ERRORS:
-        return "auth"
-    if error in PERMANENT_SLACK_ERRORS:
-        return "permanent"
-    if reply.status >= 500 or error == "connection" or error in TRANSIENT_SLACK_ERRORS:
-        return "transient"
+    verdicts = (
+        (reply.unknown or reply.status == 504 or error in UNKNOWN_SLACK_ERRORS, "unknown"),
+        (reply.status == 429 or error in {"ratelimited", "rate_limited"}, "rate_limited"),
+        (error in AUTH_SLACK_ERRORS or error in REVOKED_WEBHOOK_ERRORS, "auth"),
+        (error in PERMANENT_SLACK_ERRORS, "permanent"),
+        (reply.status >= 500 or error in NOT_SENT_REASONS or error in TRANSIENT_SLACK_ERRORS, "transient"),
+    )
     # Any other refusal (HTTP 4xx, or 200 with ok:false and an unknown code) will not change on retry.
-    return "permanent"
+    return next((verdict for matched, verdict in verdicts if matched), "permanent")
 
 
 class SlackSender:
-    """Posts one message through slack-sdk with Slack's error semantics (reliability.md §5, A11, A13).
+    """Posts one message with Slack's error semantics (reliability.md §5, A11, A13).
 
+    - delivery unknown (read timeout or connection closed after the request was sent, `fatal_error`,
+      HTTP 504): `DeliveryUnknownError` at once, never a retry (the post may be in the channel already);
     - 429: waits `Retry-After` only when that fits in the time left, else fails retryably;
-    - 5xx, `fatal_error`, connection errors: bounded retries with back-off (1 s, 2 s, …) within the time left;
+    - 5xx and failures before the request was sent (refused, DNS, connect timeout, TLS): bounded retries
+      with back-off (1 s, 2 s, …) within the time left;
     - `invalid_auth`/`token_revoked`/`not_authed` (and a webhook's 404 `no_service`): re-reads the secret once
       (`force_fetch`, a rotated credential) and retries; if it is refused again the failure is permanent;
     - destination and payload errors (`channel_not_found`, `is_archived`, webhook 404/410, …): permanent, no retry.
+
+    `timeout_s` bounds each request as a whole (and `connect_timeout_s` its connection), never past the
+    time left; tests set them to a second or less.
     """
 
     kind = "slack"
@@ -275,15 +307,18 @@ class SlackSender:
         sleep: Callable[[float], None] = time.sleep,
         pacer: Pacer | None = None,
         max_attempts: int = 3,
+        timeout_s: float = SLACK_TIMEOUT_S,
+        connect_timeout_s: float = SLACK_CONNECT_TIMEOUT_S,
     ) -> None:
         self.name = name
         self._credentials = credentials
         self._channel = channel
-        self._transport = transport or SlackSdkTransport(api_base_url)
+        self._transport = transport or HttpSlackTransport(api_base_url, connect_timeout_s=connect_timeout_s)
         self._remaining_s = remaining_s
         self._sleep = sleep
         self._pacer = pacer
         self._max_attempts = max_attempts
+        self._timeout_s = timeout_s
         self.attempts = 0
         """HTTP requests made by the last `send` (for tests and logs)."""
 
@@ -308,6 +343,10 @@ class SlackSender:
             )
         return creds
 
+    def _timeout(self) -> float:
+        floor = min(MIN_HTTP_TIMEOUT_S, self._timeout_s)
+        return max(floor, min(self._timeout_s, self._remaining_s()))
+
     def send(self, message: Message) -> None:
         creds = self._read_credentials(False)
         refetched = False
@@ -317,16 +356,22 @@ class SlackSender:
             key = destination_key(creds.webhook_url or f"{self._channel}")
             if self._pacer is not None:
                 self._pacer.wait(key, self._remaining_s, self.name)
-            timeout = max(MIN_HTTP_TIMEOUT_S, min(SLACK_TIMEOUT_S, self._remaining_s()))
             self.attempts += 1
-            reply = self._transport(creds, self._channel, message, timeout)
+            reply = self._transport(creds, self._channel, message, self._timeout())
             verdict = classify_slack(reply)
+            if verdict in {"ok", "unknown"} and self._pacer is not None:
+                self._pacer.mark(key)  # only (possibly) posted messages count; a 429 carries its own Retry-After
             if verdict == "ok":
-                if self._pacer is not None:
-                    self._pacer.mark(key)  # only posted messages count; a 429 carries its own Retry-After
                 return
             reason = reply.error or f"http_{reply.status}"
             via = "webhook" if creds.webhook_url else "chat.postMessage"
+            if verdict == "unknown":
+                raise DeliveryUnknownError(
+                    self.name,
+                    f"Slack did not confirm the message via {via} ({reply.status} {reason}); it may have been "
+                    "delivered, so it is not retried now",
+                    reason=reason,
+                )
             if verdict == "auth" and not refetched:
                 refetched = True
                 creds = self._read_credentials(True)
@@ -353,58 +398,194 @@ class SlackSender:
             self._sleep(wait)
 
 
-class SlackSdkTransport:
-    """The real transport: slack-sdk's `WebhookClient` / `WebClient`, with its own retries switched off."""
+# ---------------------------------------------------------------------------------------------------
+# HTTP: one POST whose failure says whether the request left
+# ---------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class HttpAnswer:
+    status: int
+    headers: dict[str, str]
+    """lower-cased names"""
+    body: bytes
 
-    def __init__(self, api_base_url: str | None = None) -> None:
-        self._api_base_url = api_base_url
+
+class NotSentError(Exception):
+    """The request provably did not reach the receiver: resending cannot duplicate it."""
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+        super().__init__(reason)
+
+
+class OutcomeUnknownError(Exception):
+    """The request was sent (or may have been) and no answer was read."""
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+        super().__init__(reason)
+
+
+_ssl_context: ssl.SSLContext | None = None
+
+
+def _tls() -> ssl.SSLContext:
+    global _ssl_context  # noqa: PLW0603 - loading the CA bundle once per container is the point
+    if _ssl_context is None:
+        _ssl_context = ssl.create_default_context()
+    return _ssl_context
+
+
+def post_once(
+    url: str,
+    body: bytes,
+    headers: dict[str, str],
+    *,
+    timeout_s: float,
+    connect_timeout_s: float = SLACK_CONNECT_TIMEOUT_S,
+) -> HttpAnswer:
+    """POST `body` to `url` once, on a fresh connection, and finish within `timeout_s` whatever the peer does.
+
+    The phases are kept apart so a failure can be classified: connecting (TCP and the whole TLS
+    handshake) and sending the request raise `NotSentError` (a request not fully sent cannot have been
+    acted on; the body goes out in one write with the headers); anything after the last byte was handed
+    to the kernel (no answer in time, the connection closed or reset, a garbled answer) raises
+    `OutcomeUnknownError`. A timer shuts the socket at the deadline, so a peer that drips its answer
+    byte by byte cannot hold the invocation past it. Exceptions carry a reason name only: the URL is a
+    secret (a webhook's path is its credential).
+    """
+    deadline = time.monotonic() + timeout_s
+    connection, target = _connect(url, max(0.001, min(connect_timeout_s, timeout_s)))
+    try:
+        sock = connection.sock
+        try:
+            sock.settimeout(max(0.001, deadline - time.monotonic()))
+            connection.request("POST", target, body=body, headers={**headers, "Connection": "close"})
+        except Exception:  # the request was not fully handed to the kernel
+            raise NotSentError("connection") from None
+        return _answer(connection, sock, deadline)
+    finally:
+        connection.close()
+
+
+def _connect(url: str, timeout_s: float) -> tuple[HTTPConnection, str]:
+    """An open connection (TCP, and TLS completed) and the request target; `NotSentError` otherwise."""
+    parts = urlsplit(url)
+    try:
+        port = parts.port
+    except ValueError:
+        port = -1
+    if parts.scheme not in {"http", "https"} or not parts.hostname or port == -1:
+        raise NotSentError("invalid_url")
+    connection: HTTPConnection = (
+        HTTPSConnection(parts.hostname, port, timeout=timeout_s, context=_tls())
+        if parts.scheme == "https"
+        else HTTPConnection(parts.hostname, port, timeout=timeout_s)
+    )
+    try:
+        connection.connect()
+    except socket.gaierror:
+        raise NotSentError("dns") from None
+    except ssl.SSLError:
+        raise NotSentError("tls") from None
+    except TimeoutError:
+        raise NotSentError("connect_timeout") from None
+    except OSError:
+        raise NotSentError("connection") from None
+    return connection, (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+
+
+def _answer(connection: HTTPConnection, sock: socket.socket, deadline: float) -> HttpAnswer:
+    """Read the answer before `deadline`; any failure here leaves the outcome unknown."""
+    timed_out = threading.Event()
+
+    def abort() -> None:
+        timed_out.set()
+        with contextlib.suppress(OSError):  # socket.socket's own shutdown: an SSLSocket's drops its state
+            socket.socket.shutdown(sock, socket.SHUT_RDWR)
+
+    guard = threading.Timer(max(0.0, deadline - time.monotonic()), abort)
+    guard.daemon = True
+    guard.start()
+    try:
+        response = connection.getresponse()
+        data = response.read(MAX_REPLY_BYTES)
+    except TimeoutError:
+        raise OutcomeUnknownError("read_timeout") from None
+    except Exception:  # closed, reset, garbled, or shut by the guard
+        raise OutcomeUnknownError("read_timeout" if timed_out.is_set() else "connection_reset") from None
+    finally:
+        guard.cancel()
+    return HttpAnswer(response.status, {k.lower(): v for k, v in response.getheaders()}, data)
+
+
+_ERROR_CODE = re.compile(r"[a-z_]{1,64}")
+
+
+class HttpSlackTransport:
+    """The real transport: one `post_once` per attempt to the webhook URL or `chat.postMessage`."""
+
+    def __init__(self, api_base_url: str | None = None, *, connect_timeout_s: float = SLACK_CONNECT_TIMEOUT_S) -> None:
+        self._api_base_url = api_base_url or SLACK_API_BASE_URL
+        self._connect_timeout_s = connect_timeout_s
 
     def __call__(self, creds: SlackCredentials, channel: str | None, message: Message, timeout: float) -> SlackReply:
-        blocks = [dict(b) for b in message.blocks]
+        payload: dict[str, Any] = {
+            "text": message.text,
+            "blocks": [dict(b) for b in message.blocks],
+            "unfurl_links": False,
+            "unfurl_media": False,
+        }
+        headers = {"Content-Type": "application/json; charset=utf-8"}
+        if creds.webhook_url:
+            url = creds.webhook_url
+        else:
+            url = self._api_base_url.rstrip("/") + "/chat.postMessage"
+            payload["channel"] = channel
+            headers["Authorization"] = f"Bearer {creds.bot_token}"
         try:
-            if creds.webhook_url:
-                return self._webhook(creds.webhook_url, message, blocks, timeout)
-            return self._web_api(str(creds.bot_token), str(channel), message, blocks, timeout)
-        except Exception as exc:  # urllib/socket/slack-sdk errors; their text can hold the URL
-            return SlackReply(599, "connection", None) if _is_connection_error(exc) else SlackReply(599, "error")
-
-    def _webhook(self, url: str, message: Message, blocks: list[dict[str, Any]], timeout: float) -> SlackReply:
-        from slack_sdk.webhook import WebhookClient  # noqa: PLC0415 - only senders pay this import
-
-        client = WebhookClient(url, timeout=int(max(1, timeout)), logger=_SLACK_SDK_LOGGER, retry_handlers=[])
-        response = client.send(text=message.text, blocks=blocks, unfurl_links=False, unfurl_media=False)
-        body = (response.body or "").strip()
-        if response.status_code == 200 and body == "ok":
-            return SlackReply(200, None)
-        error = body if re.fullmatch(r"[a-z_]{1,64}", body) else f"http_{response.status_code}"
-        return SlackReply(response.status_code, error, retry_after(response.headers))
-
-    def _web_api(
-        self, token: str, channel: str, message: Message, blocks: list[dict[str, Any]], timeout: float
-    ) -> SlackReply:
-        from slack_sdk import WebClient  # noqa: PLC0415
-        from slack_sdk.errors import SlackApiError  # noqa: PLC0415
-
-        kwargs: dict[str, Any] = {"token": token, "timeout": int(max(1, timeout)), "logger": _SLACK_SDK_LOGGER}
-        if self._api_base_url:
-            kwargs["base_url"] = self._api_base_url
-        client = WebClient(**kwargs)
-        client.retry_handlers = []
-        try:
-            client.chat_postMessage(
-                channel=channel, text=message.text, blocks=blocks, unfurl_links=False, unfurl_media=False
+            answer = post_once(
+                url,
+                json.dumps(payload).encode(),
+                headers,
+                timeout_s=timeout,
+                connect_timeout_s=self._connect_timeout_s,
             )
-        except SlackApiError as exc:
-            response = exc.response
-            data = response.data if isinstance(response.data, dict) else {}
-            error = data.get("error")
-            code = str(error) if isinstance(error, str) and error else f"http_{response.status_code}"
-            return SlackReply(response.status_code, code, retry_after(response.headers))
+        except NotSentError as exc:
+            return SlackReply(599, exc.reason)
+        except OutcomeUnknownError as exc:
+            return SlackReply(599, exc.reason, unknown=True)
+        except Exception:  # a bug before the request was built; its text could hold the URL
+            return SlackReply(599, "error")
+        return webhook_reply(answer) if creds.webhook_url else web_api_reply(answer)
+
+
+def webhook_reply(answer: HttpAnswer) -> SlackReply:
+    """Incoming webhooks answer `ok` (text/plain), or an HTTP error status with the error code as the body."""
+    body = answer.body.decode("utf-8", "replace").strip()
+    if answer.status == 200 and body == "ok":
         return SlackReply(200, None)
+    if _ERROR_CODE.fullmatch(body):
+        return SlackReply(answer.status, body, retry_after(answer.headers))
+    if answer.status == 200:
+        return SlackReply(200, "unreadable_reply", unknown=True)  # a 200 we cannot read may be a success
+    return SlackReply(answer.status, f"http_{answer.status}", retry_after(answer.headers))
 
 
-def _is_connection_error(exc: BaseException) -> bool:
-    return isinstance(exc, OSError | TimeoutError) or type(exc).__name__ in {"SlackRequestError", "URLError"}
+def web_api_reply(answer: HttpAnswer) -> SlackReply:
+    """The Web API answers JSON `{"ok": true}`, or `{"ok": false, "error": …}` (HTTP 200, or 429 when limited)."""
+    try:
+        data = json.loads(answer.body)
+    except ValueError:
+        data = None
+    if not isinstance(data, dict):
+        if answer.status == 200:
+            return SlackReply(200, "unreadable_reply", unknown=True)
+        return SlackReply(answer.status, f"http_{answer.status}", retry_after(answer.headers))
+    if answer.status == 200 and data.get("ok") is True:
+        return SlackReply(200, None)
+    error = data.get("error")
+    code = error if isinstance(error, str) and _ERROR_CODE.fullmatch(error) else f"http_{answer.status}"
+    return SlackReply(answer.status, code, retry_after(answer.headers))
 
 
 def retry_after(headers: object) -> float | None:
@@ -467,32 +648,62 @@ def classify_ses(code: str) -> SesError:
     return SesError(code, code.startswith("Internal") or code.startswith("ServiceUnavailable"))
 
 
-SES_CONNECT_TIMEOUT_S = 5
-SES_READ_TIMEOUT_S = 10
+SES_CONNECT_TIMEOUT_S = 5.0
+SES_READ_TIMEOUT_S = 10.0
 SES_CALL_BUDGET_S = SES_CONNECT_TIMEOUT_S + SES_READ_TIMEOUT_S
 """The longest one SendEmail call can take: no call starts with less time than this left."""
 
 
-def default_ses_client() -> SESV2Client:
+def default_ses_client(
+    *, connect_timeout_s: float = SES_CONNECT_TIMEOUT_S, read_timeout_s: float = SES_READ_TIMEOUT_S
+) -> SESV2Client:
     import boto3  # noqa: PLC0415
     from botocore.config import Config  # noqa: PLC0415
 
-    # Our own loop retries (bounded by the time left); botocore's would multiply it.
+    # Our own loop retries (bounded by the time left, and never after a read timeout); botocore's would
+    # multiply it, and would resend a message whose answer merely came late. (`max_attempts` counts
+    # retries: `max_attempts: 1` still let botocore send a timed-out SendEmail a second time.)
     config = Config(
-        retries={"mode": "standard", "max_attempts": 1},
-        connect_timeout=SES_CONNECT_TIMEOUT_S,
-        read_timeout=SES_READ_TIMEOUT_S,
+        retries={"mode": "standard", "total_max_attempts": 1},
+        connect_timeout=connect_timeout_s,
+        read_timeout=read_timeout_s,
     )
     return boto3.client("sesv2", config=config)
+
+
+def classify_botocore(exc: Exception) -> SesError | None:
+    """A botocore transport error as a provable non-delivery (`SesError`), or None when the request
+    went out and its outcome is unknown (read timeout, connection closed before the answer, …)."""
+    from botocore import exceptions as bce  # noqa: PLC0415
+
+    if isinstance(exc, bce.ConnectTimeoutError):
+        return SesError("connect_timeout", True)
+    if isinstance(exc, bce.SSLError):
+        return SesError("tls", True)
+    if isinstance(exc, bce.ConnectionError):  # EndpointConnectionError (refused, DNS), proxy: before sending
+        return SesError("connection", True)
+    if isinstance(exc, bce.HTTPClientError):  # ReadTimeoutError, ConnectionClosedError, anything mid-request
+        return None
+    # Raised before any request: credentials, region, parameters (a bug) are permanent.
+    name = type(exc).__name__
+    if name in {"NoCredentialsError", "NoRegionError", "ParamValidationError"}:
+        return SesError("error", False)
+    return SesError("connection", True)
+
+
+def _unknown_reason(exc: Exception) -> str:
+    return "read_timeout" if "ReadTimeout" in type(exc).__name__ else "connection_reset"
 
 
 class EmailSender:
     """Sends through Amazon SES v2 `SendEmail` (Simple content: text + HTML) from a verified identity.
 
-    Throttling (`TooManyRequestsException`, `Throttling…`) and SES-side 5xx are retried with back-off
-    within the time left, then fail retryably; rejections (`MessageRejected`, unverified MAIL FROM,
-    sending paused, account suspended) are permanent and named in `reason`. At most 50 recipients go in
-    one call.
+    Throttling (`TooManyRequestsException`, `Throttling…`), SES-side 5xx and failures to connect are
+    retried with back-off within the time left, then fail retryably; rejections (`MessageRejected`,
+    unverified MAIL FROM, sending paused, account suspended) are permanent and named in `reason`. A read
+    timeout or a connection closed after the request was sent (and a gateway's 504) raise
+    `DeliveryUnknownError` and are not retried: SES may have accepted the message. At most 50 recipients
+    go in one call. `connect_timeout_s`/`read_timeout_s` bound each call (tests use a second or less).
     """
 
     kind = "email"
@@ -505,11 +716,13 @@ class EmailSender:
         recipients: Sequence[str],
         subject_prefix: str = "",
         configuration_set: str | None = None,
-        client: Callable[[], SESV2Client] = default_ses_client,
+        client: Callable[[], SESV2Client] | None = None,
         remaining_s: Callable[[], float] = lambda: 30.0,
         sleep: Callable[[float], None] = time.sleep,
         max_attempts: int = 3,
         max_recipients_per_call: int = SES_MAX_RECIPIENTS_PER_CALL,
+        connect_timeout_s: float = SES_CONNECT_TIMEOUT_S,
+        read_timeout_s: float = SES_READ_TIMEOUT_S,
     ) -> None:
         if not recipients:
             raise DeliveryError(name, "no recipients configured", retryable=False, reason="not_configured")
@@ -518,12 +731,15 @@ class EmailSender:
         self._recipients = tuple(recipients)
         self._prefix = subject_prefix
         self._configuration_set = configuration_set
-        self._client_factory = client
+        self._client_factory = client or (
+            lambda: default_ses_client(connect_timeout_s=connect_timeout_s, read_timeout_s=read_timeout_s)
+        )
         self._client: SESV2Client | None = None
         self._remaining_s = remaining_s
         self._sleep = sleep
         self._max_attempts = max_attempts
         self._chunk = max(1, min(max_recipients_per_call, SES_MAX_RECIPIENTS_PER_CALL))
+        self._call_budget_s = connect_timeout_s + read_timeout_s
         self.calls = 0
 
     def send(self, message: Message | EmailPayload) -> None:
@@ -557,7 +773,7 @@ class EmailSender:
         attempt = 0
         while True:
             attempt += 1
-            if self._remaining_s() < SES_CALL_BUDGET_S:
+            if self._remaining_s() < self._call_budget_s:
                 # A call that outlives the invocation would fail the whole batch; fail this record instead.
                 raise DeliveryError(
                     self.name,
@@ -572,16 +788,28 @@ class EmailSender:
                 self._client.send_email(**kwargs)
                 return
             except ClientError as exc:
+                if exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") == 504:
+                    raise DeliveryUnknownError(
+                        self.name, "SES's gateway timed out (http_504); SES may have accepted it", reason="http_504"
+                    ) from None
                 error = classify_ses(str(exc.response.get("Error", {}).get("Code", "error")))
             except BotoCoreError as exc:  # endpoint unreachable, read timeout, no credentials
-                retryable = type(exc).__name__ not in {"NoCredentialsError", "NoRegionError", "ParamValidationError"}
-                error = SesError("connection" if retryable else "error", retryable)
+                classified = classify_botocore(exc)
+                if classified is None:
+                    reason = _unknown_reason(exc)
+                    raise DeliveryUnknownError(
+                        self.name,
+                        f"SES did not answer after the request was sent ({reason}); it may have accepted the "
+                        "message, so it is not retried now",
+                        reason=reason,
+                    ) from None
+                error = classified
             if not error.retryable:
                 raise DeliveryError(
                     self.name, f"SES rejected the message ({error.code})", retryable=False, reason=error.code
                 )
             wait = float(2 ** (attempt - 1))
-            if attempt >= self._max_attempts or wait + SES_CALL_BUDGET_S >= self._remaining_s():
+            if attempt >= self._max_attempts or wait + self._call_budget_s >= self._remaining_s():
                 raise DeliveryError(
                     self.name,
                     f"SES unavailable ({error.code}) after {attempt} attempt(s)",
