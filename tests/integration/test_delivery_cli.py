@@ -141,3 +141,10 @@ def test_test_alert_reaches_every_channel_and_names_the_failing_one(
     assert "slack: FAILED (no_service, permanent)" in out
     assert "not delivered to: slack" in err
     assert slack.webhook_path not in out + err
+
+    slack.reset()
+    slack.drop_connection(1, post=True)  # posted, but the answer was lost
+    assert main(["test-alert", "--channel", "slack"]) == 1
+    out, _ = capsys.readouterr()
+    assert "slack: NOT CONFIRMED (connection_reset)" in out and "check the channel" in out
+    assert len(slack.messages) == 1, "tried once: it may well be there"

@@ -11,6 +11,11 @@
 Wire behaviour follows Slack's documentation: Web API failures are HTTP 200 with ``{"ok": false, "error": …}``
 (429 + ``Retry-After`` when rate limited); webhooks answer ``ok`` (text/plain) or an HTTP error status with the
 error code as the body (400 ``invalid_payload``, 404 ``no_service``, 410 ``channel_is_archived`` …).
+
+Faults for the delivery tests: :meth:`FakeSlack.fail_next` (an error answer: 5xx, 504, 429 with
+``Retry-After``, any Slack error code), :meth:`FakeSlack.answer_late` (the message is posted, then the answer
+comes after the client's timeout: Slack slow under load), :meth:`FakeSlack.drop_connection` (the request is read,
+optionally posted, and the connection closed without an answer) and :func:`refused_url` (nothing listens).
 """
 
 from __future__ import annotations
@@ -20,10 +25,11 @@ import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Final, Literal, NamedTuple
+from typing import Any, Final, Literal, NamedTuple, Self
 from urllib.parse import parse_qs
 
 from spendwatch.devtools.fake_openai import HttpRequest, HttpResponse, LoopbackService
+from spendwatch.devtools.faults import drop_current_connection, refused_url, serve_connection_aware
 
 __all__ = [
     "DEFAULT_CHANNELS",
@@ -32,6 +38,7 @@ __all__ = [
     "FakeSlack",
     "ReceivedMessage",
     "SlackRequest",
+    "refused_url",
 ]
 
 SIM_SLACK_TOKEN: Final = "xoxb-test-0000000000-spendwatch"  # noqa: S105 - a fake credential for the loopback fake
@@ -87,6 +94,11 @@ class _Failure:
     body: str | bytes | None
     retry_after: int | None
     error: str | None
+    kind: Literal["answer", "late", "drop"] = "answer"
+    """``answer``: an error answer instead of the post; ``late``: post, then answer after ``delay_s``;
+    ``drop``: close the connection without an answer (after posting when ``post`` is set)"""
+    delay_s: float = 0.0
+    post: bool = False
 
 
 class FakeSlack(LoopbackService):
@@ -182,6 +194,23 @@ class FakeSlack(LoopbackService):
         with self._cond:
             self._failures.append(_Failure(n, target, status, body, retry_after, error))
 
+    def answer_late(self, n: int = 1, *, delay_s: float, target: Target = "any") -> None:
+        """The next ``n`` requests are processed as usual (a post is recorded), then answered after ``delay_s``:
+        a client whose timeout is shorter cannot know the message arrived."""
+        with self._cond:
+            self._failures.append(_Failure(n, target, None, None, None, None, kind="late", delay_s=delay_s))
+
+    def drop_connection(self, n: int = 1, *, post: bool = False, target: Target = "any") -> None:
+        """The next ``n`` requests are read in full, then the connection is closed without an answer; with
+        ``post`` the message is recorded first (posted, answer lost), else it is not (lost in transit)."""
+        with self._cond:
+            self._failures.append(_Failure(n, target, None, None, None, None, kind="drop", post=post))
+
+    def start(self) -> Self:
+        super().start()
+        serve_connection_aware(self)
+        return self
+
     def revoke_token(self) -> None:
         """From now on the valid token gets ``token_revoked``."""
         with self._cond:
@@ -220,16 +249,24 @@ class FakeSlack(LoopbackService):
             target = "webhook"
         with self._cond:
             failure = self._take_failure(target) if target else None
-        if failure is not None and target is not None:
+        if failure is not None and failure.kind == "answer" and target is not None:
             response, error = _failure_response(failure, target)
+        elif failure is not None and failure.kind == "drop" and not failure.post:
+            response, error = HttpResponse(200), None
         elif target == "api":
             response, error = self._api(request)
         elif target == "webhook":
             response, error = self._webhook(request)
         else:
             response, error = HttpResponse(404, b"not_found", _TEXT), "not_found"
+        if failure is not None and failure.kind == "drop":
+            response, error = HttpResponse(0), "connection_dropped"
         with self._cond:
             self._log.append(SlackRequest(request.method, request.path, response.status, error))
+        if failure is not None and failure.kind == "drop":
+            drop_current_connection()  # after logging: the client may look at the log as soon as it is cut off
+        if failure is not None and failure.kind == "late":
+            self._sleep(failure.delay_s)  # the client gave up meanwhile; the base handler drops the write
         return response
 
     def _take_failure(self, target: Literal["api", "webhook"]) -> _Failure | None:
