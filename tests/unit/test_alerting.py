@@ -8,12 +8,14 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from spendwatch.alerting import Outcome, policy_for, process_snapshot, superseding
 from spendwatch.alerts import AlertState
 from spendwatch.config import ChannelConfig, SpendwatchConfig, parse_config
 from spendwatch.decide import Reason
-from spendwatch.errors import DeliveryError
+from spendwatch.errors import DeliveryError, DeliveryUnknownError
 from spendwatch.render import EmailContent, Message
 from spendwatch.snapshot import CreditGrant, DailyCost, Snapshot, SourceFailure, SpendLimit
 from spendwatch.store import ClaimLostError
@@ -33,9 +35,17 @@ class MemoryStates:
         found = {}
         for key in keys:
             item = self.items.get((org_id, key))
-            if item and "version" in item:
+            if item and ("version" in item or "held" in item):
                 found[key] = AlertState(
-                    key, item["version"], item["level"], item["at"], item["firing"], item.get("pending_until")
+                    key,
+                    item.get("version", 0),
+                    item.get("level"),
+                    item.get("at"),
+                    item.get("firing", False),
+                    item.get("pending_until"),
+                    resend_after=item.get("resend_after"),
+                    last_reason=item.get("reason"),
+                    held="held" in item,
                 )
         return found
 
@@ -54,18 +64,35 @@ class MemoryStates:
         if item.get("version", 0) != expected_version or item.get("pending_until", 0) >= int(now.timestamp()):
             raise ClaimLostError(key)
         item["pending_until"] = int(now.timestamp()) + (lease_s if lease_s is not None else self.lease_s)
+        item.pop("held", None)
 
     def mark_sent(
-        self, org_id: str, key: str, *, level: Decimal | None, firing: bool, now: datetime, reason: str
+        self,
+        org_id: str,
+        key: str,
+        *,
+        level: Decimal | None,
+        firing: bool,
+        now: datetime,
+        reason: str,
+        resend_after: int | None = None,
     ) -> None:
-        self.calls.append(f"mark {key} {reason}")
+        self.calls.append(f"mark {key} {reason}" + (" unconfirmed" if resend_after is not None else ""))
         item = self.items[(org_id, key)]
         item.update(level=level, firing=firing, at=now, reason=reason, version=item.get("version", 0) + 1)
+        item["resend_after"] = resend_after
         item.pop("pending_until", None)
+        item.pop("held", None)
+
+    def hold(self, org_id: str, key: str, *, now: datetime, lease_s: int) -> None:
+        self.calls.append(f"hold {key}")
+        item = self.items[(org_id, key)]
+        item.update(pending_until=int(now.timestamp()) + lease_s, held=True)
 
     def release(self, org_id: str, key: str) -> None:
         self.calls.append(f"release {key}")
         self.items[(org_id, key)].pop("pending_until", None)
+        self.items[(org_id, key)].pop("held", None)
 
     def state(self, key: str, org_id: str = "acme") -> dict[str, Any]:
         return self.items[(org_id, key)]
@@ -140,15 +167,17 @@ def run(
     *,
     now: datetime | None = None,
     history: list[Snapshot] | None = None,
+    sleeps: list[float] | None = None,
 ) -> Outcome:
     clock: Callable[[], datetime] = lambda: now or snapshot.poll_time + timedelta(minutes=1)  # noqa: E731
     return process_snapshot(
         snapshot,
         config=cfg or config(),
-        states=states,  # type: ignore[arg-type]
+        states=states,
         sender_for=senders,
         now=clock,
         history=history,
+        sleep=(sleeps if sleeps is not None else []).append,
     )
 
 
@@ -219,7 +248,7 @@ def test_alerting_unexpected_error_releases_claims_and_propagates() -> None:
         process_snapshot(
             snap("430"),
             config=config(),
-            states=states,  # type: ignore[arg-type]
+            states=states,
             sender_for=broken,
             now=lambda: WHEN,
         )
@@ -276,7 +305,7 @@ def test_alerting_a_failure_between_claims_releases_what_was_claimed() -> None:
     # Two alerts due on one channel: the budget's 80% and the hard limit (430 of 450 = 95.6%).
     snapshot = snap("430", spend_limits=(SpendLimit(scope="organization", threshold_cents=45000),))
     with pytest.raises(RuntimeError, match="throttled"):
-        process_snapshot(snapshot, config=cfg, states=states, sender_for=senders, now=lambda: WHEN)  # type: ignore[arg-type]
+        process_snapshot(snapshot, config=cfg, states=states, sender_for=senders, now=lambda: WHEN)
     assert all("pending_until" not in item for item in states.items.values())
 
 
@@ -403,3 +432,195 @@ def test_policy_for_reads_the_rule_section_and_silences() -> None:
     assert policy_for("budget.actual", org).repeat_interval is None
     assert policy_for("budget.actual").send_resolved is False
     assert date(2026, 12, 5) == policy.silenced_until.date()
+
+
+# --------------------------------------------------------------------------------------------------
+# unknown delivery outcomes (issue 7, item 6) and records that fail after a send (item 7)
+# --------------------------------------------------------------------------------------------------
+def unknown(reason: str = "read_timeout") -> DeliveryUnknownError:
+    return DeliveryUnknownError("slack", "Slack did not confirm", reason=reason)
+
+
+class Scripted(Recorder):
+    """Slack as the user sees it: `arrived` holds every message that reached the channel; each send ends
+    as scripted: `ok`, `late` (arrived, answer lost), `lost` (sent, never arrived), `down` (refused)."""
+
+    def __init__(self, outcomes: list[str]) -> None:
+        super().__init__("slack")
+        self.outcomes = outcomes
+        self.arrived: list[Message | EmailContent] = []
+        self.attempts = 0
+
+    def send(self, message: Message | EmailContent) -> None:
+        self.attempts += 1
+        outcome = self.outcomes.pop(0) if self.outcomes else "ok"
+        if outcome in {"ok", "late"}:
+            self.arrived.append(message)
+        if outcome in {"late", "lost"}:
+            raise unknown()
+        if outcome == "down":
+            raise DeliveryError("slack", "refused", retryable=True, reason="connection")
+
+
+HOUR = timedelta(hours=1)
+
+
+def test_alerting_unknown_outcome_is_recorded_unconfirmed_and_the_record_succeeds() -> None:
+    states, slack = MemoryStates(), Scripted(["late"])
+    outcome = run(snap("430"), states, lambda name, channel: slack)  # type: ignore[arg-type]
+    assert outcome.failures == [], "probably delivered: the record must not be retried or dead-lettered"
+    [(channel, alerts, error)] = outcome.unconfirmed
+    assert (channel, error.reason, [a.level for a in alerts]) == ("slack", "read_timeout", [Decimal(80)])
+    key = "budget.actual#org#2026-11#slack"
+    item = states.state(key)
+    assert (item["version"], item["level"], item["reason"]) == (1, Decimal(80), "first_crossing")
+    assert item["resend_after"] == int((WHEN + timedelta(minutes=1) + HOUR).timestamp())
+    assert "pending_until" not in item, "the claim is not left to lapse"
+
+
+def test_alerting_unknown_outcome_is_resent_once_after_the_lease_and_then_final() -> None:
+    states, slack = MemoryStates(), Scripted(["late", "late"])
+    senders: Any = lambda name, channel: slack  # noqa: E731
+    run(snap("430"), states, senders)  # a slow Slack: posted, answered after the timeout
+    for minutes in (2, 30, 59):  # redelivery and polls within the lease: nothing
+        run(snap("430"), states, senders, now=WHEN + timedelta(minutes=minutes))
+    assert len(slack.arrived) == 1
+    resend = run(snap("440", when=WHEN + HOUR), states, senders, now=WHEN + HOUR + timedelta(minutes=1))
+    assert resend.resent == ["budget.actual#org#2026-11#slack"]
+    assert len(slack.arrived) == 2, "one re-send: at most one duplicate per ambiguous delivery"
+    assert [m.lines[0].split(":")[0] for m in slack.arrived if isinstance(m, Message)] == [
+        "80.0% of the monthly budget reached"
+    ] * 2
+    assert states.state("budget.actual#org#2026-11#slack")["resend_after"] is None, "the re-send is final"
+    for hours in (2, 3, 30):
+        run(snap("440", when=WHEN + hours * HOUR), states, senders, now=WHEN + hours * HOUR)
+    assert len(slack.arrived) == 2
+    assert slack.attempts == 2
+
+
+def test_alerting_unknown_outcome_superseded_by_a_higher_threshold_is_not_resent() -> None:
+    states, slack = MemoryStates(), Scripted(["lost"])
+    senders: Any = lambda name, channel: slack  # noqa: E731
+    run(snap("430"), states, senders)
+    run(snap("520", when=WHEN + 2 * HOUR), states, senders, now=WHEN + 2 * HOUR)
+    [message] = slack.arrived
+    assert "100.0% of the monthly budget reached" in message.text
+    run(snap("520", when=WHEN + 4 * HOUR), states, senders, now=WHEN + 4 * HOUR)
+    assert len(slack.arrived) == 1
+
+
+def test_alerting_a_provably_failed_resend_is_released_and_retried() -> None:
+    states, slack = MemoryStates(), Scripted(["lost", "down", "ok"])
+    senders: Any = lambda name, channel: slack  # noqa: E731
+    run(snap("430"), states, senders)
+    later = WHEN + 2 * HOUR
+    failed = run(snap("430", when=later), states, senders, now=later)
+    assert [f.reason for f in failed.failures] == ["connection"]
+    retried = run(snap("430", when=later), states, senders, now=later + timedelta(seconds=5))
+    assert retried.failures == [] and retried.resent == ["budget.actual#org#2026-11#slack"]
+    assert len(slack.arrived) == 1, "the lost message arrived through its one re-send"
+
+
+@settings(max_examples=40, deadline=None)  # each example runs ten evaluations; the CPU is shared
+@given(
+    outcomes=st.lists(st.sampled_from(["ok", "late", "lost", "down"]), min_size=1, max_size=8),
+    gaps=st.lists(st.integers(min_value=1, max_value=3 * 3600), min_size=8, max_size=8),
+)
+def test_alerting_property_an_ambiguous_delivery_costs_at_most_one_duplicate(
+    outcomes: list[str], gaps: list[int]
+) -> None:
+    """Whatever the receiver does, for one unchanged alert: at most two sends leave (the first one, and
+    one re-send only if the first was ambiguous, never before the lease), and it is missing at the end
+    only if two ambiguous deliveries in a row were both lost."""
+    states, slack = MemoryStates(), Scripted(list(outcomes))
+    senders: Any = lambda name, channel: slack  # noqa: E731
+    moment = WHEN
+    left: list[tuple[str, datetime]] = []  # (outcome, when) of every send that left (not refused)
+    for gap in [*gaps, 4 * 3600, 4 * 3600]:  # then enough polls for any due re-send
+        before = len(outcomes) - len(slack.outcomes), slack.attempts
+        run(snap("430", when=moment), states, senders, now=moment)
+        if slack.attempts > before[1]:
+            used = outcomes[before[0]] if before[0] < len(outcomes) else "ok"
+            if used != "down":
+                left.append((used, moment))
+        moment += timedelta(seconds=gap)
+    assert 1 <= len(left) <= 2
+    if len(left) == 2:
+        assert left[0][0] in {"late", "lost"}, "a confirmed delivery is never sent again"
+        assert left[1][1] - left[0][1] >= HOUR, "the re-send waits for the lease"
+    if not slack.arrived:
+        assert [o for o, _ in left] == ["lost", "lost"]
+    assert len(slack.arrived) <= 2
+
+
+class FailingMarks(MemoryStates):
+    """The notification log refuses `mark_sent` the first `failures` times (throttling, an outage, or,
+    before the fix, a level DynamoDB cannot store)."""
+
+    def __init__(self, failures: int) -> None:
+        super().__init__()
+        self.failures = failures
+
+    def mark_sent(self, org_id: str, key: str, **kwargs: Any) -> None:
+        if self.failures > 0:
+            self.failures -= 1
+            self.calls.append(f"mark {key} refused")
+            raise RuntimeError("ProvisionedThroughputExceededException")
+        super().mark_sent(org_id, key, **kwargs)
+
+
+def test_alerting_a_record_that_fails_briefly_is_retried_and_sends_once() -> None:
+    states, slack = FailingMarks(2), Scripted([])
+    sleeps: list[float] = []
+    outcome = run(snap("430"), states, lambda name, channel: slack, sleeps=sleeps)  # type: ignore[arg-type]
+    assert outcome.failures == [] and len(slack.arrived) == 1
+    assert sleeps == [0.2, 0.5]
+    assert states.state("budget.actual#org#2026-11#slack")["version"] == 1
+
+
+@pytest.mark.parametrize("failures", [3, 10, 1000])
+def test_alerting_a_record_that_keeps_failing_after_a_send_never_resends(failures: int) -> None:
+    states, slack = FailingMarks(failures), Scripted([])
+    senders: Any = lambda name, channel: slack  # noqa: E731
+    key = "budget.actual#org#2026-11#slack"
+    first = run(snap("430"), states, senders)
+    assert [f.reason for f in first.failures] == ["record_failed"], "the record fails: retried, then dead-lettered"
+    assert first.unrecorded == [key]
+    assert states.calls[-1] == f"hold {key}", "the claim is kept (held), never released"
+    # the stream's retries, a replay and the next polls within the hold: none sends, none fails
+    for minutes in (0, 1, 2, 3, 59):
+        retry = run(snap("430"), states, senders, now=WHEN + timedelta(minutes=1 + minutes))
+        assert retry.failures == [] and retry.skipped_claims == [key]
+    later = run(snap("440", when=WHEN + HOUR), states, senders, now=WHEN + HOUR - timedelta(minutes=1))
+    assert later.skipped_claims == [key]
+    assert len(slack.arrived) == 1
+    assert all("release" not in call for call in states.calls)
+
+
+def test_alerting_a_held_claim_that_lapses_is_sent_once_more_and_recorded() -> None:
+    states, slack = FailingMarks(3), Scripted([])
+    senders: Any = lambda name, channel: slack  # noqa: E731
+    run(snap("430"), states, senders)
+    after = WHEN + 2 * HOUR
+    run(snap("430", when=after), states, senders, now=after)
+    run(snap("430", when=after + HOUR), states, senders, now=after + HOUR)
+    assert len(slack.arrived) == 2, "the documented bound: one duplicate per hold of a failing table"
+    assert states.state("budget.actual#org#2026-11#slack")["version"] == 1
+
+
+def test_alerting_admin_key_rotation_sends_the_promised_cleared_message() -> None:
+    """Issue 7, item 8, end to end through the decision: expiring -> rotated -> one cleared message."""
+    states, senders = MemoryStates(), Senders()
+    cfg = config(rules="      budget: {enabled: false}")
+
+    def polled(hours: int, expires: datetime | None) -> Snapshot:
+        return snap("1", when=WHEN + hours * HOUR, sources_ok=("admin_key",), admin_key_expires_at=expires)
+
+    run(polled(0, WHEN + timedelta(days=5)), states, senders, cfg)
+    run(polled(1, WHEN + timedelta(days=5)), states, senders, cfg)
+    run(polled(2, None), states, senders, cfg)  # rotated to a key that never expires
+    run(polled(3, WHEN + timedelta(days=400)), states, senders, cfg)
+    texts = [m.text for m in senders.messages()]
+    assert len(texts) == 2
+    assert "The OpenAI admin key expires in 5" in texts[0]
+    assert "The OpenAI admin key no longer expires soon (it has no expiry date)" in texts[1]

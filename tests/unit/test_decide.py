@@ -194,3 +194,71 @@ def test_decisions_a_silenced_alert_is_sent_when_the_silence_ends() -> None:
     assert log.sent == []
     assert log.step(observation, NotifyPolicy(silenced_until=until), until).reason is Reason.FIRST_CROSSING
     assert log.sent == [(NOV, Reason.FIRST_CROSSING, Decimal(80))]
+
+
+# --- a delivery that was not confirmed: one re-send after the lease, with the same reason ----------------
+def unconfirmed(
+    level: str | None, *, firing: bool = True, resend_after: datetime = NOW, reason: str = "first_crossing"
+) -> AlertState:
+    return replace(state(level, firing=firing), resend_after=int(resend_after.timestamp()), last_reason=reason)
+
+
+@pytest.mark.parametrize(
+    ("previous", "observation", "policy", "expected"),
+    [
+        # still at the recorded level: re-sent once the lease is over, not before
+        (unconfirmed("80", resend_after=NOW + HOUR), obs("80", "80"), NotifyPolicy(), Decision(None, Decimal(80))),
+        (
+            unconfirmed("80"),
+            obs("80", "80"),
+            NotifyPolicy(),
+            Decision(Reason.FIRST_CROSSING, Decimal(80), Action.NOTIFY, resend=True),
+        ),
+        (
+            unconfirmed("80", reason="higher_threshold"),
+            obs("80", "80"),
+            NotifyPolicy(),
+            Decision(Reason.HIGHER_THRESHOLD, Decimal(80), Action.NOTIFY, resend=True),
+        ),
+        # held by the hysteresis margin: still the recorded level
+        (
+            unconfirmed("80"),
+            obs("50", "80"),
+            NotifyPolicy(),
+            Decision(Reason.FIRST_CROSSING, Decimal(80), Action.NOTIFY, resend=True),
+        ),
+        # a resolved message that was not confirmed is re-sent as a resolve
+        (
+            unconfirmed(None, firing=False, reason="resolved"),
+            obs(None),
+            RESOLVING,
+            Decision(Reason.RESOLVED, None, Action.NOTIFY, resend=True),
+        ),
+        # the state moved on: the new change is sent normally (and the old message is superseded)
+        (
+            unconfirmed("80"),
+            obs("100", "100"),
+            NotifyPolicy(),
+            Decision(Reason.HIGHER_THRESHOLD, Decimal(100), Action.NOTIFY),
+        ),
+        (unconfirmed("80"), obs(None), NotifyPolicy(), Decision(Reason.RESOLVED, None, Action.RECORD)),
+        # a silence holds the re-send back too (it stays due)
+        (unconfirmed("80"), obs("80", "80"), SILENCED, Decision(Reason.SILENCED, Decimal(80))),
+        # an unknown recorded reason falls back to a first crossing
+        (
+            unconfirmed("80", reason="from-a-future-version"),
+            obs("80", "80"),
+            NotifyPolicy(),
+            Decision(Reason.FIRST_CROSSING, Decimal(80), Action.NOTIFY, resend=True),
+        ),
+    ],
+)
+def test_should_notify_resends_an_unconfirmed_delivery_once_due(
+    previous: AlertState, observation: Observation, policy: NotifyPolicy, expected: Decision
+) -> None:
+    assert should_notify(previous, observation, policy, NOW) == expected
+
+
+def test_should_notify_confirmed_state_is_never_resent() -> None:
+    confirmed = replace(state("80"), last_reason="first_crossing")
+    assert should_notify(confirmed, obs("80", "80"), NotifyPolicy(), NOW + 100 * HOUR).action is Action.NONE

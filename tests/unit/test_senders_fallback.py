@@ -4,7 +4,7 @@ state; the config source falls back to the last valid config, then to a bundled 
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from spendwatch.alerts import AlertState
-from spendwatch.errors import ConfigError, DeliveryError
+from spendwatch.errors import ConfigError, DeliveryError, DeliveryUnknownError
 from spendwatch.notices import FallbackEvent, FallbackSender, notice_message, notify_on_change
 from spendwatch.render import Message
 from spendwatch.runtime import SsmConfigSource
@@ -49,10 +49,24 @@ class MemoryLog:
         self.items[f"{org_id}/{key}"] = replace(base, pending_until=int(now.timestamp()) + 180)
 
     def mark_sent(
-        self, org_id: str, key: str, *, level: Decimal | None, firing: bool, now: datetime, reason: str
+        self,
+        org_id: str,
+        key: str,
+        *,
+        level: Decimal | None,
+        firing: bool,
+        now: datetime,
+        reason: str,
+        resend_after: int | None = None,
     ) -> None:
         current = self.items[f"{org_id}/{key}"]
-        self.items[f"{org_id}/{key}"] = AlertState(key, current.version + 1, level, now, firing, None)
+        self.items[f"{org_id}/{key}"] = AlertState(
+            key, current.version + 1, level, now, firing, None, resend_after=resend_after, last_reason=reason
+        )
+
+    def hold(self, org_id: str, key: str, *, now: datetime, lease_s: int) -> None:
+        current = self.items[f"{org_id}/{key}"]
+        self.items[f"{org_id}/{key}"] = replace(current, pending_until=int(now.timestamp()) + lease_s, held=True)
 
     def release(self, org_id: str, key: str) -> None:
         self.items[f"{org_id}/{key}"] = replace(self.items[f"{org_id}/{key}"], pending_until=None)
@@ -149,6 +163,53 @@ def test_state_store_outage_never_hides_a_successful_send() -> None:
     main = ScriptedSender("slack")
     wrap(main, ScriptedSender("mail"), Broken(), []).send(MESSAGE)
     assert len(main.sent) == 1
+
+
+def test_unknown_main_outcome_is_neither_a_failure_to_report_nor_a_recovery() -> None:
+    main = ScriptedSender("slack", [DeliveryUnknownError("slack", "late", reason="read_timeout")])
+    fallback = ScriptedSender("mail")
+    log, events = MemoryLog(), list[FallbackEvent]()
+    with pytest.raises(DeliveryUnknownError):
+        wrap(main, fallback, log, events).send(MESSAGE)
+    assert fallback.sent == [] and events == [] and log.items == {}
+
+
+def test_notify_on_change_unknown_outcome_counts_as_sent_and_is_resent_once_after_the_lease() -> None:
+    log, attempts = MemoryLog(), list[datetime]()
+
+    def send_at(moment: datetime) -> bool:
+        def send() -> None:
+            attempts.append(moment)
+            raise DeliveryUnknownError("slack", "no answer", reason="connection_reset")
+
+        return notify_on_change(
+            log, "acme", "k", firing=True, send=send, now=moment, reason="stale", sleep=lambda s: None
+        )
+
+    assert send_at(NOW) is True
+    state = log.items["acme/k"]
+    assert (state.firing, state.resend_after) == (True, int(NOW.timestamp()) + 3600)
+    assert send_at(NOW + timedelta(minutes=30)) is False, "within the lease: nothing"
+    assert send_at(NOW + timedelta(hours=2)) is True, "the one re-send"
+    assert log.items["acme/k"].resend_after is None, "final, although its outcome was unknown again"
+    assert send_at(NOW + timedelta(hours=5)) is False
+    assert attempts == [NOW, NOW + timedelta(hours=2)]
+
+
+def test_notify_on_change_send_that_cannot_be_recorded_holds_the_claim_and_never_resends() -> None:
+    class Unwritable(MemoryLog):
+        def mark_sent(self, *args: Any, **kwargs: Any) -> None:
+            raise RuntimeError("ThrottlingException")
+
+    log, sent = Unwritable(), list[int]()
+    with pytest.raises(DeliveryError) as caught:
+        notify_on_change(
+            log, "acme", "k", firing=True, send=lambda: sent.append(1), now=NOW, reason="x", sleep=lambda s: None
+        )
+    assert (caught.value.reason, caught.value.retryable) == ("record_failed", True)
+    assert log.items["acme/k"].held and log.items["acme/k"].pending_until == int(NOW.timestamp()) + 3600
+    assert not notify_on_change(log, "acme", "k", firing=True, send=lambda: sent.append(1), now=NOW, reason="x")
+    assert sent == [1]
 
 
 def test_notify_on_change_sends_nothing_when_the_claim_is_lost() -> None:

@@ -6,6 +6,10 @@ A record that cannot be read, or whose delivery failed, raises so the batch proc
 Each organization's main channels are wrapped in `FallbackSender` when it names a `fallback_channel`:
 a permanent failure of a main channel (revoked token, archived channel) is then reported once through
 the fallback, and the record still fails so it is retried and finally dead-lettered.
+
+A message whose delivery is unknown (Slack answered after the timeout, …) does not fail the record: it
+was probably delivered, and a retry would send it again. It is logged (`delivery unconfirmed`), counted
+in `DeliveriesUnconfirmed` and re-sent at most once, after `UNCONFIRMED_RESEND_AFTER_S`, if still due.
 """
 
 from __future__ import annotations
@@ -19,7 +23,8 @@ from typing import Any
 from spendwatch.alerting import DeliveryFailedError, Outcome, SenderFactory, process_snapshot
 from spendwatch.config import SpendwatchConfig
 from spendwatch.errors import SnapshotFormatError, SpendwatchError
-from spendwatch.notices import record_delivery_failure, with_fallback
+from spendwatch.nflog import RESEND_AFTER_S
+from spendwatch.notices import log_unconfirmed, record_delivery_failure, with_fallback
 from spendwatch.observability import logger, metrics
 from spendwatch.rules import history_since
 from spendwatch.runtime import AlerterEnv, SsmConfigSource, sender_factory, utc_now
@@ -46,6 +51,8 @@ class AlerterApp:
     pacer: Pacer = field(default_factory=Pacer)
     snapshots: SnapshotStore | None = None
     """read for the org's recent history (streak and baseline rules); None evaluates the snapshot alone"""
+    resend_after_s: int = RESEND_AFTER_S
+    """how long an unconfirmed message waits for its one re-send (`UNCONFIRMED_RESEND_AFTER_S`)"""
 
     @classmethod
     def from_environment(cls) -> AlerterApp:
@@ -60,6 +67,7 @@ class AlerterApp:
             ),
             pacer=pacer,
             snapshots=SnapshotStore(env.snapshots_table),
+            resend_after_s=env.unconfirmed_resend_after_s,
         )
 
     def handle_record(self, record: dict[str, Any], remaining_ms: Callable[[], int] | None = None) -> Outcome | None:
@@ -94,6 +102,8 @@ class AlerterApp:
             now=self.now,
             history=self._history(snapshot),
             lease_s=lambda: math.ceil(remaining_s() + SAFETY_MARGIN_S) + CLAIM_LEASE_MARGIN_S,
+            resend_after_s=self.resend_after_s,
+            remaining_s=remaining_s,
         )
         for channel, alerts in outcome.sent:
             metrics.add_metric(name="AlertsSent", unit="Count", value=len(alerts))
@@ -102,6 +112,15 @@ class AlerterApp:
                 org_id=snapshot.org_id,
                 channel=channel,
                 alerts=[f"{a.observation.rule_id}:{a.reason.value}:{a.level}" for a in alerts],
+                resent=[key for key in outcome.resent if key.endswith(f"#{channel}")],
+            )
+        for channel, alerts, error in outcome.unconfirmed:
+            resent = [key for key in outcome.resent if key.endswith(f"#{channel}")]
+            log_unconfirmed(
+                error,
+                org_id=snapshot.org_id,
+                keys=[f"{a.observation.key}#{channel}" for a in alerts],
+                resend=len(resent) == len(alerts),
             )
         if outcome.failures:
             for failure in outcome.failures:

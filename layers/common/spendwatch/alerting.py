@@ -2,13 +2,16 @@
 
 Order follows Alertmanager: silences are applied in the decision, each decision is taken against the
 notification log (AlertStateTable, one item per alert key and channel), the alerts due on a channel are
-claimed and sent as *one* message, and only then recorded; a failed send releases its claims so the
-stream retry delivers them. A state change that needs no message (a resolve with `send_resolved` off)
-is claimed and recorded without a send.
+claimed and sent as *one* message, and only then recorded; a send that provably failed releases its
+claims so the stream retry delivers them. A send whose outcome is unknown is recorded as sent but
+unconfirmed and the record succeeds (it was probably delivered: it must not be retried, nor
+dead-lettered); a send that cannot be recorded keeps its claims held (`nflog`). A state change that
+needs no message (a resolve with `send_resolved` off) is claimed and recorded without a send.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -16,13 +19,14 @@ from typing import Any
 
 from spendwatch.config import ChannelConfig, EmailChannelConfig, OrganizationConfig, SpendwatchConfig
 from spendwatch.decide import Action, NotifyPolicy, Reason, should_notify
-from spendwatch.errors import DeliveryError
+from spendwatch.errors import DeliveryError, DeliveryUnknownError
+from spendwatch.nflog import RESEND_AFTER_S, NotificationLog, record_after_send, resend_deadline
 from spendwatch.observability import logger
 from spendwatch.render import Alert, EmailContent, Message, build_message, render_email
 from spendwatch.rules import RULE_SECTION, Observation, evaluate
 from spendwatch.senders import Sender
 from spendwatch.snapshot import Snapshot
-from spendwatch.store import AlertStateStore, ClaimLostError
+from spendwatch.store import ClaimLostError
 
 ALERT_STATE_RETENTION_DAYS = 400
 
@@ -34,6 +38,13 @@ class Outcome:
     """What processing one snapshot did, for logs, metrics and tests."""
 
     sent: list[tuple[str, list[Alert]]] = field(default_factory=list)
+    """per channel, the alerts of a message whose delivery was confirmed"""
+    unconfirmed: list[tuple[str, list[Alert], DeliveryUnknownError]] = field(default_factory=list)
+    """per channel, the alerts of a message whose delivery is unknown (recorded; re-sent once if still due)"""
+    resent: list[str] = field(default_factory=list)
+    """alert keys (with channel) re-sent because their last delivery was not confirmed"""
+    unrecorded: list[str] = field(default_factory=list)
+    """alert keys (with channel) sent but not recorded: their claims are held, the record fails"""
     skipped_claims: list[str] = field(default_factory=list)
     failures: list[DeliveryError] = field(default_factory=list)
     recorded: list[tuple[str, Alert]] = field(default_factory=list)
@@ -95,15 +106,27 @@ def superseding(snapshot: Snapshot, history: Sequence[Snapshot]) -> datetime | N
     return max(newer) if newer else None
 
 
+@dataclass(frozen=True)
+class _Due:
+    """A claimed alert waiting for its channel's message."""
+
+    key: str
+    alert: Alert
+    resend: bool
+
+
 def process_snapshot(
     snapshot: Snapshot,
     *,
     config: SpendwatchConfig,
-    states: AlertStateStore,
+    states: NotificationLog,
     sender_for: SenderFactory,
     now: Callable[[], datetime],
     history: Sequence[Snapshot] | None = None,
     lease_s: Callable[[], int] | None = None,
+    resend_after_s: int = RESEND_AFTER_S,
+    remaining_s: Callable[[], float] = lambda: 60.0,
+    sleep: Callable[[float], None] = time.sleep,
 ) -> Outcome:
     """Evaluate, decide, claim, send one grouped message per channel, record.
 
@@ -111,7 +134,8 @@ def process_snapshot(
     since=rules.history_since(snapshot))`); without it, rules that need earlier polls (failing-source
     streaks, a baseline across the month boundary) see only this snapshot, and superseded records are
     still evaluated. `lease_s`: how long a claim may be held, i.e. the invocation's remaining time plus
-    a margin (the store's default otherwise).
+    a margin (the store's default otherwise). `resend_after_s`: how long an unconfirmed message waits
+    for its one re-send (and a claim that could not be recorded is held).
     """
     outcome = Outcome()
     try:
@@ -128,9 +152,10 @@ def process_snapshot(
         return outcome
     policies = {obs.rule_id: policy_for(obs.rule_id, org, config, moment) for obs in observations}
     for channel_name in org.channels:
-        # Claimed alerts not yet recorded: released on any failure, so the stream retry can send them at
-        # once instead of waiting for the claims to lapse.
-        pending: list[tuple[str, Alert]] = []
+        # Claimed alerts not yet recorded: released on any provable failure, so the stream retry can send
+        # them at once instead of waiting for the claims to lapse.
+        pending: list[_Due] = []
+        unknown: DeliveryUnknownError | None = None
         try:
             _claim_due(
                 org,
@@ -145,11 +170,13 @@ def process_snapshot(
             )
             if not pending:
                 continue
-            alerts = [alert for _, alert in pending]
             channel = config.channels[channel_name]
             sender = sender_for(channel_name, channel)
             deliver: Callable[[Any], None] = sender.send  # an e-mail sender takes `EmailContent`
-            deliver(render_for(channel, snapshot, alerts, now=moment, org=org))
+            try:
+                deliver(render_for(channel, snapshot, [due.alert for due in pending], now=moment, org=org))
+            except DeliveryUnknownError as exc:
+                unknown = exc  # probably delivered: recorded below, never released for an immediate retry
         except ClaimBusyError as exc:
             _release(states, org.id, pending)
             outcome.failures.append(
@@ -168,16 +195,81 @@ def process_snapshot(
         except BaseException:
             _release(states, org.id, pending)  # an unexpected error must not leave claims to lapse first
             raise
-        for key, alert in pending:
-            _record(states, org.id, key, alert, moment)
-        outcome.sent.append((channel_name, alerts))
+        _record_sent(
+            states,
+            org.id,
+            channel_name,
+            pending,
+            unknown,
+            moment=moment,
+            outcome=outcome,
+            resend_after_s=resend_after_s,
+            remaining_s=remaining_s,
+            sleep=sleep,
+        )
     return outcome
+
+
+def _record_sent(
+    states: NotificationLog,
+    org_id: str,
+    channel_name: str,
+    pending: list[_Due],
+    unknown: DeliveryUnknownError | None,
+    *,
+    moment: datetime,
+    outcome: Outcome,
+    resend_after_s: int,
+    remaining_s: Callable[[], float],
+    sleep: Callable[[float], None],
+) -> None:
+    """Record every alert of a message that went out (or may have); never release one of its claims."""
+    unrecorded = []
+    for due in pending:
+        recorded = record_after_send(
+            states,
+            org_id,
+            due.key,
+            level=due.alert.level,
+            firing=due.alert.level is not None,
+            now=moment,
+            reason=due.alert.reason.value,
+            # A re-send is final whatever its outcome: that is what bounds the duplicates at one.
+            resend_after=resend_deadline(
+                moment, unconfirmed=unknown is not None and not due.resend, resend_after_s=resend_after_s
+            ),
+            hold_s=resend_after_s,
+            sleep=sleep,
+            remaining_s=remaining_s,
+        )
+        if not recorded:
+            unrecorded.append(due.key)
+        if due.resend:
+            outcome.resent.append(due.key)
+    alerts = [due.alert for due in pending]
+    if unknown is None:
+        outcome.sent.append((channel_name, alerts))
+    else:
+        outcome.unconfirmed.append((channel_name, alerts, unknown))
+    if unrecorded:
+        outcome.unrecorded += unrecorded
+        outcome.failures.append(
+            DeliveryError(
+                channel_name,
+                f"sent, but {len(unrecorded)} alert(s) could not be recorded; their claims are held so no "
+                "retry sends them again",
+                retryable=True,
+                reason="record_failed",
+            )
+        )
 
 
 class ClaimBusyError(Exception):
     """Another invocation holds a live claim on this alert: this record must be retried, not skipped.
 
     Skipping would be a miss if that invocation dies, or if its record is later found superseded.
+    (A claim *held* after a send that could not be recorded is different: the message went out, so it is
+    skipped.)
     """
 
     def __init__(self, key: str) -> None:
@@ -191,24 +283,27 @@ def _claim_due(
     observations: list[Observation],
     *,
     policies: dict[str, NotifyPolicy],
-    states: AlertStateStore,
+    states: NotificationLog,
     moment: datetime,
     outcome: Outcome,
-    pending: list[tuple[str, Alert]],
+    pending: list[_Due],
     lease_s: int | None,
 ) -> None:
     """Decide every alert on one channel; claim those with a change; record the silent ones at once.
 
-    Appends the claimed (key, alert) pairs that must be sent, as one message, before they are recorded,
-    to `pending` as it goes (so the caller can release them if a later step fails). A claim lost to a
-    newer version is decided again on the fresh state; a claim held by another invocation raises
-    `ClaimBusyError`.
+    Appends the claimed alerts that must be sent, as one message, before they are recorded, to
+    `pending` as it goes (so the caller can release them if a later step fails). A claim lost to a
+    newer version is decided again on the fresh state; a claim held after an unrecorded send is
+    skipped; a claim held by another invocation raises `ClaimBusyError`.
     """
     expires_at = int(moment.timestamp()) + ALERT_STATE_RETENTION_DAYS * 86400
     keyed: dict[str, Observation] = {f"{obs.key}#{channel_name}": obs for obs in observations}
     previous = states.get_many(org.id, list(keyed))
     for key, obs in keyed.items():
         prior = previous.get(key)
+        if prior is not None and prior.held and prior.claim_live(moment):
+            outcome.skipped_claims.append(key)  # sent already, only its record is missing
+            continue
         for attempt in range(2):
             decision = should_notify(prior, obs, policies[obs.rule_id], moment)
             if decision.action is Action.NONE or decision.reason is None:
@@ -226,19 +321,24 @@ def _claim_due(
                 )
             except ClaimLostError:
                 prior = states.get_many(org.id, [key]).get(key)
-                live = (
-                    prior is not None and prior.pending_until is not None and prior.pending_until >= moment.timestamp()
-                )
+                live = prior is not None and prior.claim_live(moment)
+                if live and prior is not None and prior.held:
+                    outcome.skipped_claims.append(key)  # sent already, only its record is missing
+                    break
                 if live or attempt == 1:
                     outcome.skipped_claims.append(key)
                     raise ClaimBusyError(key) from None
                 continue  # the state moved on (another invocation recorded it): decide again on it
             alert = Alert(obs, decision.reason, decision.level)
             if decision.action is Action.RECORD:
-                _record(states, org.id, key, alert, moment)
+                try:
+                    _record(states, org.id, key, alert, moment)
+                except BaseException:
+                    _release(states, org.id, [_Due(key, alert, resend=False)])  # nothing was sent
+                    raise
                 outcome.recorded.append((channel_name, alert))
             else:
-                pending.append((key, alert))
+                pending.append(_Due(key, alert, decision.resend))
             break
 
 
@@ -251,7 +351,7 @@ def render_for(
     return build_message(snapshot, alerts, mention=channel.mention, now=now, org=org)
 
 
-def _record(states: AlertStateStore, org_id: str, key: str, alert: Alert, moment: datetime) -> None:
+def _record(states: NotificationLog, org_id: str, key: str, alert: Alert, moment: datetime) -> None:
     states.mark_sent(
         org_id,
         key,
@@ -262,10 +362,10 @@ def _record(states: AlertStateStore, org_id: str, key: str, alert: Alert, moment
     )
 
 
-def _release(states: AlertStateStore, org_id: str, pending: list[tuple[str, Alert]]) -> None:
+def _release(states: NotificationLog, org_id: str, pending: list[_Due]) -> None:
     """Release every claim, even if one release fails (that claim then lapses with its lease)."""
-    for key, _ in pending:
+    for due in pending:
         try:
-            states.release(org_id, key)
+            states.release(org_id, due.key)
         except Exception as exc:
-            logger.warning("claim release failed", org_id=org_id, alert_key=key, error=type(exc).__name__)
+            logger.warning("claim release failed", org_id=org_id, alert_key=due.key, error=type(exc).__name__)

@@ -20,3 +20,18 @@ class AlertState:
     notified_at: datetime | None
     firing: bool
     pending_until: int | None
+    """epoch seconds until which a claim holds the alert (an invocation is sending it)"""
+    resend_after: int | None = None
+    """set when the last message's delivery was not confirmed (a read timeout after sending, …): from this
+    epoch second on, the next evaluation that still finds the alert due at the recorded level re-sends it,
+    once"""
+    last_reason: str | None = None
+    """why the last message was sent (`decide.Reason` value); a re-send repeats it"""
+    held: bool = False
+    """the claim is held after a send that could not be recorded: whoever finds it live must not send"""
+
+    def resend_due(self, now: datetime) -> bool:
+        return self.resend_after is not None and now.timestamp() >= self.resend_after
+
+    def claim_live(self, now: datetime) -> bool:
+        return self.pending_until is not None and self.pending_until >= now.timestamp()

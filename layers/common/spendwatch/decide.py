@@ -8,7 +8,11 @@ Modelled on Alertmanager's dedup stage and AWS Budgets' OK/ALARM states:
 - hysteresis: a level already notified is kept while the observation still *holds* it (the rule's
   margin), so a revised provisional bucket does not flap an alert;
 - a silenced notification is neither sent nor recorded, so it is sent when the silence ends if the
-  condition still holds (Alertmanager drops silenced alerts before its notification log).
+  condition still holds (Alertmanager drops silenced alerts before its notification log);
+- a message whose delivery was not confirmed (the receiver may or may not have it) is recorded like a
+  sent one plus a `resend_after` time; the first evaluation from then on that would otherwise do nothing
+  (the alert is still at the recorded level) sends it again, once, with the same reason. The resend is
+  recorded as final whatever its outcome, so an ambiguous delivery costs at most one duplicate.
 """
 
 from __future__ import annotations
@@ -54,6 +58,8 @@ class Decision:
     level: Decimal | None
     """the level to record (None: the condition does not hold)"""
     action: Action = Action.NONE
+    resend: bool = False
+    """a re-send of a message whose delivery was not confirmed: recorded as final whatever happens"""
 
     @property
     def notify(self) -> bool:
@@ -79,9 +85,19 @@ def should_notify(
     """Whether to notify about `observation` given the last notification-log entry, and why."""
     was = previous.notified_level if previous is not None and previous.firing else None
     decision = _transition(previous, was, effective_level(was, observation), policy, now)
+    if decision.action is Action.NONE and previous is not None and previous.resend_due(now):
+        # Still due at the recorded level, and nobody knows whether the last message arrived.
+        decision = Decision(_recorded_reason(previous), decision.level, Action.NOTIFY, resend=True)
     if decision.notify and policy.silenced_until is not None and now < policy.silenced_until:
         return Decision(Reason.SILENCED, decision.level, Action.NONE)
     return decision
+
+
+def _recorded_reason(previous: AlertState) -> Reason:
+    try:
+        return Reason(previous.last_reason) if previous.last_reason else Reason.FIRST_CROSSING
+    except ValueError:
+        return Reason.FIRST_CROSSING
 
 
 def _transition(

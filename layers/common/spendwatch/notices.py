@@ -1,21 +1,24 @@
 """Operational notices about the monitor itself: a channel that stopped working, a poller that stopped.
 
 They use the same notification log (`AlertStateStore`) and the same protocol as budget alerts (claim,
-send, then mark as sent; release on failure), so each is sent once per state change: once when the
-problem starts and once when it clears, however many records, retries or scheduled runs see it.
+send, then record; release on a provable failure; an unknown outcome recorded as unconfirmed and re-sent
+at most once; a send that cannot be recorded held, see `nflog`), so each is sent once per state change:
+once when the problem starts and once when it clears, however many records, retries or scheduled runs
+see it.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from decimal import Decimal
-from typing import Any, Protocol
+from typing import Any
 
 from spendwatch.alerts import AlertState
 from spendwatch.config import ChannelConfig, OrganizationConfig, SpendwatchConfig
 from spendwatch.errors import DeliveryError, DeliveryUnknownError
+from spendwatch.nflog import RESEND_AFTER_S, NotificationLog, record_after_send, resend_deadline
 from spendwatch.observability import logger, metrics
 from spendwatch.render import SECTION_LIMIT, Message, escape
 from spendwatch.senders import EmailPayload, Sender, metric_reason
@@ -25,27 +28,7 @@ NOTICE_RETENTION_DAYS = 400
 SenderFactory = Callable[[str, ChannelConfig], Sender]
 
 
-class NotificationLog(Protocol):
-    """The part of `AlertStateStore` the notices use."""
-
-    def get_many(self, org_id: str, keys: list[str]) -> dict[str, AlertState]: ...
-
-    def claim(
-        self,
-        org_id: str,
-        key: str,
-        *,
-        expected_version: int,
-        now: datetime,
-        expires_at: int,
-        lease_s: int | None = None,
-    ) -> None: ...
-
-    def mark_sent(
-        self, org_id: str, key: str, *, level: Decimal | None, firing: bool, now: datetime, reason: str
-    ) -> None: ...
-
-    def release(self, org_id: str, key: str) -> None: ...
+__all__ = ["NotificationLog"]  # re-exported: callers of the notices know the log by this name
 
 
 def notice_message(
@@ -77,17 +60,25 @@ def notify_on_change(
     reason: str,
     prior: AlertState | None = None,
     known: bool = False,
+    resend_after_s: int = RESEND_AFTER_S,
+    sleep: Callable[[float], None] = time.sleep,
 ) -> bool:
-    """Send once per change of `firing` for `key`; returns whether this call sent.
+    """Send once per change of `firing` for `key`; returns whether this call sent (or may have).
 
     Nothing is sent for "not firing" when the key never fired. `prior`/`known` let a caller that has
-    already read the state skip the read.
+    already read the state skip the read. A send whose outcome is unknown counts as sent: it is recorded
+    as unconfirmed, and the first call from `resend_after` on that still finds the same state sends it
+    once more. Raises `DeliveryError` when the send provably failed (the claim is released) or when it
+    went out but could not be recorded (`record_failed`; the claim is held).
     """
     if not known:
         prior = states.get_many(org_id, [key]).get(key)
     was_firing = prior.firing if prior is not None else False
-    if firing == was_firing:
+    resend = firing == was_firing and prior is not None and prior.resend_due(now)
+    if firing == was_firing and not resend:
         return False
+    if prior is not None and prior.held and prior.claim_live(now):
+        return False  # sent already; only its record is missing
     try:
         states.claim(
             org_id,
@@ -98,13 +89,64 @@ def notify_on_change(
         )
     except ClaimLostError:
         return False  # another invocation is sending (or just sent) this very notice
+    unknown: DeliveryUnknownError | None = None
     try:
         send()
+    except DeliveryUnknownError as exc:
+        unknown = exc
     except BaseException:
         states.release(org_id, key)
         raise
-    states.mark_sent(org_id, key, level=None, firing=firing, now=now, reason=reason)
+    recorded = record_after_send(
+        states,
+        org_id,
+        key,
+        level=None,
+        firing=firing,
+        now=now,
+        reason=reason,
+        resend_after=resend_deadline(
+            now, unconfirmed=unknown is not None and not resend, resend_after_s=resend_after_s
+        ),
+        hold_s=resend_after_s,
+        sleep=sleep,
+    )
+    if unknown is not None:
+        log_unconfirmed(unknown, org_id=org_id, keys=[key], resend=resend)
+    if not recorded:
+        raise DeliveryError(
+            unknown.channel if unknown is not None else "(notice)",
+            f"notice {key} was sent but could not be recorded; its claim is held so no retry sends it again",
+            retryable=True,
+            reason="record_failed",
+        )
     return True
+
+
+def log_unconfirmed(error: DeliveryUnknownError, *, org_id: str, keys: Sequence[str], resend: bool = False) -> None:
+    """Log a delivery whose outcome is unknown by name and count it in `DeliveriesUnconfirmed` (no record
+    fails for it: the message was probably delivered)."""
+    from aws_lambda_powertools.metrics import MetricUnit, single_metric  # noqa: PLC0415
+
+    with single_metric(
+        name="DeliveriesUnconfirmed",
+        unit=MetricUnit.Count,
+        value=1,
+        namespace=metrics.namespace,
+        default_dimensions={"service": str(metrics.service or "spendwatch")},
+    ) as metric:
+        metric.add_dimension(name="reason", value=metric_reason(error.reason))
+    logger.warning(
+        "delivery unconfirmed",
+        org_id=org_id,
+        channel=error.channel,
+        reason=error.reason,
+        detail=error.detail,
+        alert_keys=list(keys),
+        next_step="recorded as final (this was the one re-send)"
+        if resend
+        else "re-sent once after the lease if still due",
+    )
 
 
 @dataclass(frozen=True)
@@ -189,7 +231,7 @@ class FallbackSender:
             prior = self._states.get_many(self._org_id, [key]).get(key)
         except Exception:  # a notice must never hide the delivery outcome it is about
             return
-        if not firing and (prior is None or not prior.firing):
+        if not firing and (prior is None or (not prior.firing and not prior.resend_due(self._now()))):
             return  # the common case: the channel works and never failed
         if firing:
             title = f"spendwatch: channel {self.name} failed for {self._org_name}"

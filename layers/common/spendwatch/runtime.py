@@ -23,6 +23,7 @@ from spendwatch.config import (
     parse_config,
 )
 from spendwatch.errors import ConfigError, DeliveryError, EnvironmentConfigError
+from spendwatch.nflog import RESEND_AFTER_S
 from spendwatch.secrets import SecretSource
 from spendwatch.senders import (
     SES_CONNECT_TIMEOUT_S,
@@ -70,6 +71,8 @@ class AlerterEnv(_Env):
     snapshots_table: Annotated[str, Field(min_length=3)]
     spendwatch_config_parameter: Annotated[str, Field(pattern=r"^/")]
     slack_api_base_url: str | None = None
+    unconfirmed_resend_after_s: Annotated[int, Field(ge=1, le=86400)] = RESEND_AFTER_S
+    """how long a message whose delivery is unknown waits for its one re-send (tests: a second)"""
 
 
 class WatchdogEnv(_Env):

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import time
 from datetime import datetime
-from decimal import Decimal
+from decimal import MAX_EMAX, MIN_EMIN, Context, Decimal
 from typing import TYPE_CHECKING, Any
 
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
@@ -121,13 +121,43 @@ class ClaimLostError(Exception):
     """Another invocation changed or is sending this alert; the caller must not send."""
 
 
+DYNAMODB_MAX_DIGITS = 38
+"""DynamoDB numbers: at most 38 significant digits, magnitude 1E-130 to under 1E+126."""
+_DYNAMODB_MIN_ADJUSTED = -130
+_DYNAMODB_MAX_ADJUSTED = 125
+_PLAIN_NUMBER_CHARS = 48
+
+
+def level_attributes(level: Decimal) -> tuple[str, dict[str, str]]:
+    """Where and how a notified level is stored so that it always round-trips exactly.
+
+    A number DynamoDB can hold goes in `notified_level` (N, normalized); any other Decimal (more than
+    38 significant digits, out of DynamoDB's range, not finite) goes in `notified_level_s` as its exact
+    string. Writing the level therefore can never fail on its value: a failure there used to come after
+    the message was sent, so the alert was sent again on every poll.
+    """
+    if level.is_finite():
+        # The default context (28 digits) would round while normalizing: give it every digit there is.
+        exact = Context(prec=max(1, len(level.as_tuple().digits)), Emax=MAX_EMAX, Emin=MIN_EMIN)
+        normal = level.normalize(exact)
+        digits = len(normal.as_tuple().digits)
+        if normal.is_zero():
+            return "notified_level", {"N": "0"}
+        if digits <= DYNAMODB_MAX_DIGITS and _DYNAMODB_MIN_ADJUSTED <= normal.adjusted() <= _DYNAMODB_MAX_ADJUSTED:
+            plain = format(normal, "f")  # "80", not "8E+1", for whoever reads the table
+            return "notified_level", {"N": plain if len(plain) <= _PLAIN_NUMBER_CHARS else str(normal)}
+    return "notified_level_s", {"S": str(level)}
+
+
 class AlertStateStore:
     """Conditional writes make "send once" hold across redeliveries and concurrent invocations.
 
     Protocol per alert and channel: `claim` (optimistic on `version`, refused while another claim is
-    live), send, then `mark_sent` (bumps `version`) or `release` on failure. A crash between send and
-    `mark_sent` leaves a claim that lapses after the lease, so the alert is retried: a rare duplicate
-    rather than a miss.
+    live), send, then `mark_sent` (bumps `version`) or `release` on failure. A send whose outcome is
+    unknown is recorded by `mark_sent` too, with `resend_after` (see `decide.should_notify`). A send
+    that cannot be recorded is `hold`-ed: the claim is extended for a long lease and marked, so no
+    retry sends it again while the table misbehaves. A crash between send and `mark_sent` leaves a claim
+    that lapses after its (short) lease, so the alert is retried: a rare duplicate rather than a miss.
     """
 
     def __init__(self, table_name: str, client: DynamoDBClient | None = None, *, lease_s: int = 180) -> None:
@@ -178,7 +208,7 @@ class AlertStateStore:
             self._client.update_item(
                 TableName=self._table,
                 Key=self._key(org_id, key),
-                UpdateExpression="SET pending_until = :until, expires_at = :exp, alert_key = :key",
+                UpdateExpression="SET pending_until = :until, expires_at = :exp, alert_key = :key REMOVE held_at",
                 ConditionExpression=(
                     "(attribute_not_exists(version) OR version = :version) "
                     "AND (attribute_not_exists(pending_until) OR pending_until < :now)"
@@ -195,8 +225,18 @@ class AlertStateStore:
             raise ClaimLostError(key) from None
 
     def mark_sent(
-        self, org_id: str, key: str, *, level: Decimal | None, firing: bool, now: datetime, reason: str
+        self,
+        org_id: str,
+        key: str,
+        *,
+        level: Decimal | None,
+        firing: bool,
+        now: datetime,
+        reason: str,
+        resend_after: int | None = None,
     ) -> None:
+        """Record a message as sent (and release the claim). `resend_after` (epoch seconds): the delivery
+        was not confirmed; from then on the alert is re-sent once if still due (`decide.should_notify`)."""
         values: dict[str, Any] = {
             ":at": {"S": now.isoformat()},
             ":firing": {"BOOL": firing},
@@ -204,38 +244,64 @@ class AlertStateStore:
             ":zero": {"N": "0"},
             ":reason": {"S": reason},
         }
-        set_level = "notified_level = :level" if level is not None else "notified_level = :null"
-        if level is not None:
-            values[":level"] = {"N": str(level)}
+        sets = ["notified_at = :at", "firing = :firing", "last_reason = :reason"]
+        removes = ["pending_until", "held_at"]
+        if level is None:
+            sets.append("notified_level = :level")
+            values[":level"] = {"NULL": True}
+            removes.append("notified_level_s")
         else:
-            values[":null"] = {"NULL": True}
+            name, value = level_attributes(level)
+            sets.append(f"{name} = :level")
+            values[":level"] = value
+            removes.append("notified_level_s" if name == "notified_level" else "notified_level")
+        if resend_after is not None:
+            sets += ["unconfirmed_at = :at", "resend_after = :resend"]
+            values[":resend"] = {"N": str(resend_after)}
+        else:
+            removes += ["unconfirmed_at", "resend_after"]
+        sets.append("version = if_not_exists(version, :zero) + :one")
         self._client.update_item(
             TableName=self._table,
             Key=self._key(org_id, key),
-            UpdateExpression=(
-                f"SET {set_level}, notified_at = :at, firing = :firing, last_reason = :reason, "
-                "version = if_not_exists(version, :zero) + :one REMOVE pending_until"
-            ),
+            UpdateExpression=f"SET {', '.join(sets)} REMOVE {', '.join(removes)}",
             ExpressionAttributeValues=values,
+        )
+
+    def hold(self, org_id: str, key: str, *, now: datetime, lease_s: int) -> None:
+        """Keep the claim of a sent alert that could not be recorded, for `lease_s`, marked as held: an
+        evaluation that finds it live skips the alert instead of sending it again."""
+        now_s = int(now.timestamp())
+        self._client.update_item(
+            TableName=self._table,
+            Key=self._key(org_id, key),
+            UpdateExpression="SET pending_until = :until, held_at = :now",
+            ExpressionAttributeValues={":until": {"N": str(now_s + lease_s)}, ":now": {"N": str(now_s)}},
         )
 
     def release(self, org_id: str, key: str) -> None:
         self._client.update_item(
-            TableName=self._table, Key=self._key(org_id, key), UpdateExpression="REMOVE pending_until"
+            TableName=self._table, Key=self._key(org_id, key), UpdateExpression="REMOVE pending_until, held_at"
         )
 
 
 def _state_from_item(item: dict[str, Any]) -> AlertState:
     level = item.get("notified_level")
+    exact = item.get("notified_level_s")
     notified_at = item.get("notified_at")
     pending = item.get("pending_until")
+    resend_after = item.get("resend_after")
+    reason = item.get("last_reason")
     return AlertState(
         key=str(item["alert_key"]),
         version=int(item.get("version", 0)),
-        notified_level=Decimal(level) if level is not None else None,
+        notified_level=Decimal(str(exact)) if exact is not None else Decimal(level) if level is not None else None,
         notified_at=datetime.fromisoformat(str(notified_at)) if notified_at else None,
         firing=bool(item.get("firing", False)),
         pending_until=int(pending) if pending is not None else None,
+        resend_after=int(resend_after) if resend_after is not None else None,
+        last_reason=str(reason) if reason is not None else None,
+        held=item.get("held_at") is not None,
     )
 
 
