@@ -650,8 +650,6 @@ def classify_ses(code: str) -> SesError:
 
 SES_CONNECT_TIMEOUT_S = 5.0
 SES_READ_TIMEOUT_S = 10.0
-SES_CALL_BUDGET_S = SES_CONNECT_TIMEOUT_S + SES_READ_TIMEOUT_S
-"""The longest one SendEmail call can take: no call starts with less time than this left."""
 
 
 def default_ses_client(
@@ -740,6 +738,7 @@ class EmailSender:
         self._max_attempts = max_attempts
         self._chunk = max(1, min(max_recipients_per_call, SES_MAX_RECIPIENTS_PER_CALL))
         self._call_budget_s = connect_timeout_s + read_timeout_s
+        """The longest one SendEmail call can take: no call starts with less time than this left."""
         self.calls = 0
 
     def send(self, message: Message | EmailPayload) -> None:
