@@ -361,6 +361,21 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    # Everything the tool prints, tracebacks included, passes through the secret scrubber: a key a reply
+    # echoed into a message is never printed (`spendwatch.redact`).
+    from spendwatch.redact import ScrubbingStream  # noqa: PLC0415
+
+    out, err = sys.stdout, sys.stderr
+    sys.stdout, sys.stderr = ScrubbingStream(out), ScrubbingStream(err)
+    try:
+        return _run(argv)
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        sys.stdout, sys.stderr = out, err
+
+
+def _run(argv: Sequence[str] | None) -> int:
     args = build_parser().parse_args(argv)
     try:
         code: int = args.func(args)
@@ -369,6 +384,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     except KeyboardInterrupt:
         return 130
+    except Exception as exc:
+        # A bug: one scrubbed line (the traceback only on request), never a secret-bearing trace dump.
+        if os.environ.get("SPENDWATCH_DEBUG"):
+            import traceback  # noqa: PLC0415
+
+            traceback.print_exc(file=sys.stderr)
+        _print_err(f"error: unexpected {type(exc).__name__}: {exc} (set SPENDWATCH_DEBUG=1 for the traceback)")
+        return 1
     return code
 
 

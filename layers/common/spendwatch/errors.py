@@ -1,14 +1,21 @@
 """Typed exceptions shared by every part of spendwatch.
 
 Messages name what failed and where, and never carry a secret: callers build them from status codes,
-error codes and field paths, not from request objects.
+error codes and field paths, not from request objects, and every message is scrubbed of the secrets the
+process has read (`spendwatch.redact`), whatever a reply or a receiver echoed into it.
 """
 
 from __future__ import annotations
 
+from spendwatch.redact import scrub
+
 
 class SpendwatchError(Exception):
     """Base class of every error spendwatch raises on purpose."""
+
+    def __str__(self) -> str:
+        # Tracebacks, Lambda's errorMessage and log lines all print str(exc): scrub it here once.
+        return scrub(super().__str__())
 
 
 class ConfigError(SpendwatchError):
@@ -16,8 +23,8 @@ class ConfigError(SpendwatchError):
 
     def __init__(self, source: str, problems: list[str]) -> None:
         self.source = source
-        self.problems = problems
-        joined = "\n".join(f"  - {p}" for p in problems)
+        self.problems = [scrub(problem) for problem in problems]
+        joined = "\n".join(f"  - {p}" for p in self.problems)
         super().__init__(f"invalid config {source}:\n{joined}")
 
 
@@ -37,8 +44,8 @@ class SourceError(SpendwatchError):
 
     def __init__(self, source: str, detail: str) -> None:
         self.source = source
-        self.detail = detail
-        super().__init__(f"{source}: {detail}")
+        self.detail = scrub(detail)
+        super().__init__(f"{source}: {self.detail}")
 
 
 class AuthError(SourceError):
@@ -89,10 +96,10 @@ class DeliveryError(SpendwatchError):
 
     def __init__(self, channel: str, detail: str, *, retryable: bool, reason: str = "error") -> None:
         self.channel = channel
-        self.detail = detail
+        self.detail = scrub(detail)
         self.retryable = retryable
         self.reason = reason
-        super().__init__(f"channel {channel!r}: {detail} ({self._label()})")
+        super().__init__(f"channel {channel!r}: {self.detail} ({self._label()})")
 
     def _label(self) -> str:
         return "retryable" if self.retryable else "permanent"

@@ -5,6 +5,9 @@ Deployed functions hold only parameter *names*; values are read at run time thro
 SSM client has short timeouts and few retries (`ssm_client_config`), so an SSM outage costs a poll
 seconds, not the invocation's whole time budget.
 
+Every value read is registered with `spendwatch.redact` before it is returned, so from then on it is
+scrubbed from every log line, message, snapshot and error this process emits.
+
 Two failures are told apart: a parameter that does not exist is "not set" (`get` returns None, and
 `require` raises `SecretNotFoundError`); a parameter that could not be read now (throttled, access
 denied, timed out) raises `SecretUnavailableError`, which callers treat as retryable.
@@ -19,6 +22,7 @@ from typing import TYPE_CHECKING, Protocol
 
 from spendwatch.config import SecretRef
 from spendwatch.errors import SecretNotFoundError
+from spendwatch.redact import register_secret
 
 if TYPE_CHECKING:
     from botocore.config import Config
@@ -76,8 +80,9 @@ class EnvSecrets:
         self._environ = environ if environ is not None else os.environ
 
     def get(self, ref: SecretRef, *, force_fetch: bool = False) -> str | None:
-        value = self._environ.get(ref.env)
-        return value or None
+        value = self._environ.get(ref.env) or None
+        register_secret(value)
+        return value
 
 
 class SsmSecrets:
@@ -123,7 +128,9 @@ class SsmSecrets:
         except Exception as exc:  # e.g. no region or credentials while creating the client
             raise SecretUnavailableError(f"cannot read SSM parameter {ref.parameter}: {type(exc).__name__}") from None
         self._absent_until.pop(ref.parameter, None)
-        return str(value) if value else None
+        secret = str(value) if value else None
+        register_secret(secret)
+        return secret
 
 
 def require(source: SecretSource, ref: SecretRef, what: str, *, force_fetch: bool = False) -> str:

@@ -17,6 +17,7 @@ from typing import Annotated, Any
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator
 
 from spendwatch.errors import SnapshotFormatError
+from spendwatch.redact import scrub, scrub_data
 
 SCHEMA_VERSION = 2
 ITEM_KIND = "snapshot"
@@ -80,6 +81,12 @@ class SourceFailure(_Model):
     kind: str
     """auth | malformed | rate_limited | unavailable | rejected | error"""
     detail: str
+
+    @field_validator("detail")
+    @classmethod
+    def _scrubbed(cls, value: str) -> str:
+        # Details quote replies (error messages, codes): whatever a reply echoed, no secret is stored.
+        return scrub(value)
 
 
 class DailyCost(_Model):
@@ -221,7 +228,8 @@ class Snapshot(_Model):
         return project_id
 
     def to_item(self, *, expires_at: int) -> dict[str, Any]:
-        body = _to_native(self.model_dump(exclude_none=True))
+        # Every name and id came from a reply: none of them may carry a secret into the table.
+        body = scrub_data(_to_native(self.model_dump(exclude_none=True)))
         body["poll_time"] = isoformat_utc(self.poll_time)
         body["collected_at"] = isoformat_utc(self.collected_at)
         return {
@@ -251,7 +259,7 @@ class Snapshot(_Model):
 
     def to_json_dict(self) -> dict[str, Any]:
         """JSON form: amounts are exact decimal strings; the unit is in each key."""
-        data: dict[str, Any] = self.model_dump(mode="json")
+        data: dict[str, Any] = scrub_data(self.model_dump(mode="json"))
         data["period"] = self.period
         data["data_through"] = None if self.data_through is None else self.data_through.isoformat()
         data["poll_time"] = isoformat_utc(self.poll_time)
