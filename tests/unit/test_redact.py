@@ -187,3 +187,32 @@ def test_scrubbing_stream_finds_a_secret_split_across_writes() -> None:
     stream.write(f"{CANARY[10:]} end\npartial {CANARY}")
     stream.flush()
     assert out.getvalue() == f"key {REDACTED} end\npartial {REDACTED}"
+
+
+def test_senders_never_carry_a_registered_secret_to_the_receiver() -> None:
+    from spendwatch.notices import notice_message
+    from spendwatch.senders import EmailSender, SlackCredentials, SlackReply, SlackSender
+
+    sent: list[object] = []
+
+    def transport(creds: SlackCredentials, channel: str | None, message: object, timeout: float) -> SlackReply:
+        sent.append(message)
+        return SlackReply(200, None)
+
+    message = notice_message(f"failed: {CANARY}", [f"receiver said {WEBHOOK}"], context=json.dumps(CANARY))
+    SlackSender("s", lambda force: SlackCredentials(webhook_url=WEBHOOK), transport=transport).send(message)
+    assert sent
+    assert not contains_secret(json.dumps([sent[0].text, sent[0].blocks], ensure_ascii=False), [CANARY, WEBHOOK])  # type: ignore[attr-defined]
+
+    class Ses:
+        def __init__(self) -> None:
+            self.calls: list[dict[str, object]] = []
+
+        def send_email(self, **kwargs: object) -> dict[str, str]:
+            self.calls.append(kwargs)
+            return {"MessageId": "m"}
+
+    ses = Ses()
+    EmailSender("e", sender="a@example.com", recipients=["b@example.com"], client=lambda: ses).send(message)  # type: ignore[arg-type,return-value]
+    assert ses.calls
+    assert not contains_secret(json.dumps(ses.calls, ensure_ascii=False), [CANARY, WEBHOOK])

@@ -29,12 +29,13 @@ import ssl
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from http.client import HTTPConnection, HTTPSConnection
 from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import urlsplit
 
 from spendwatch.errors import DeliveryError, DeliveryUnknownError
+from spendwatch.redact import scrub, scrub_data
 from spendwatch.render import Message
 
 if TYPE_CHECKING:
@@ -349,6 +350,8 @@ class SlackSender:
 
     def send(self, message: Message) -> None:
         creds = self._read_credentials(False)
+        # Whatever a message quotes (a receiver's error, a name), no secret this process read leaves in it.
+        message = replace(message, text=scrub(message.text, shapes=False), blocks=scrub_data(message.blocks))
         refetched = False
         transient_failures = 0
         self.attempts = 0
@@ -748,8 +751,9 @@ class EmailSender:
             if "spendwatch" in self._prefix.lower():
                 subject = subject.removeprefix("spendwatch: ")  # "[spendwatch] spendwatch: …" says it twice
             subject = f"{self._prefix} {subject}"
+        subject, text, html_body = (scrub(part, shapes=False) for part in (subject, content.text, content.html))
         for start in range(0, len(self._recipients), self._chunk):
-            self._send_one(self._recipients[start : start + self._chunk], subject, content.text, content.html)
+            self._send_one(self._recipients[start : start + self._chunk], subject, text, html_body)
 
     def _send_one(self, to: Sequence[str], subject: str, text: str, html_body: str) -> None:
         from botocore.exceptions import BotoCoreError, ClientError  # noqa: PLC0415
