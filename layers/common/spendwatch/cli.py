@@ -285,6 +285,7 @@ def cmd_test_alert(args: argparse.Namespace) -> int:
     from spendwatch.config import resolve_local_config  # noqa: PLC0415
     from spendwatch.errors import DeliveryError  # noqa: PLC0415
     from spendwatch.notices import notice_message  # noqa: PLC0415
+    from spendwatch.render import untrusted  # noqa: PLC0415
     from spendwatch.runtime import sender_factory  # noqa: PLC0415
     from spendwatch.secrets import EnvSecrets  # noqa: PLC0415
     from spendwatch.snapshot import isoformat_utc  # noqa: PLC0415
@@ -309,7 +310,7 @@ def cmd_test_alert(args: argparse.Namespace) -> int:
             f"spendwatch: test message ({name})",
             [
                 f"This is a test of channel {name}. No action is needed.",
-                f"Alerts for {', '.join(orgs) or 'no organization'} are sent here.",
+                f"Alerts for {', '.join(untrusted(o) for o in orgs) or 'no organization'} are sent here.",
             ],
             context=f"Sent {sent_at} by `spendwatch test-alert`.",
         )
