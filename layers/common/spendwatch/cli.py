@@ -40,16 +40,47 @@ def cmd_demo(_: argparse.Namespace) -> int:
 
 
 def cmd_config_validate(args: argparse.Namespace) -> int:
-    from spendwatch.config import load_config_file  # noqa: PLC0415
+    """Each problem on its own line, `FILE: line N: field.path: problem`; exit 1 on any error.
 
+    Warnings (valid but probably wrong: no channel, the sample's placeholder organization) are printed the
+    same way and exit 0, or 1 with `--strict`. Slack webhook URLs in the environment are checked for shape.
+    """
+    from spendwatch.config import (  # noqa: PLC0415
+        config_warnings,
+        local_problems,
+        read_config_file,
+        validate_document,
+    )
+
+    path = Path(args.file)
     try:
-        config = load_config_file(Path(args.file))
+        doc = read_config_file(path)
+        config = validate_document(doc)
+        errors = local_problems(config, os.environ)
     except ConfigError as exc:
-        _print_err(str(exc))
+        for problem in exc.problems:
+            _print_err(f"{exc.source}: {problem}")
+        return 1
+    for problem in errors:
+        _print_err(f"{path}: {problem}")
+    warnings = config_warnings(config, doc)
+    for warning in warnings:
+        _print_err(f"{path}: warning: {warning}")
+    if errors or (warnings and args.strict):
         return 1
     orgs = ", ".join(o.id for o in config.organizations)
     channels = ", ".join(config.channels) or "none"
     print(f"{args.file}: valid ({len(config.organizations)} organization(s): {orgs}; channels: {channels})")
+    return 0
+
+
+def cmd_config_schema(_: argparse.Namespace) -> int:
+    """The config's JSON Schema on stdout (config/spendwatch.schema.json is this output)."""
+    import json  # noqa: PLC0415
+
+    from spendwatch.config import config_json_schema  # noqa: PLC0415
+
+    print(json.dumps(config_json_schema(), indent=2, ensure_ascii=False))
     return 0
 
 
@@ -286,6 +317,7 @@ def cmd_test_alert(args: argparse.Namespace) -> int:
     from spendwatch.config import resolve_local_config  # noqa: PLC0415
     from spendwatch.errors import DeliveryError  # noqa: PLC0415
     from spendwatch.notices import notice_message  # noqa: PLC0415
+    from spendwatch.render import untrusted  # noqa: PLC0415
     from spendwatch.runtime import sender_factory  # noqa: PLC0415
     from spendwatch.secrets import EnvSecrets  # noqa: PLC0415
     from spendwatch.snapshot import isoformat_utc  # noqa: PLC0415
@@ -310,7 +342,7 @@ def cmd_test_alert(args: argparse.Namespace) -> int:
             f"spendwatch: test message ({name})",
             [
                 f"This is a test of channel {name}. No action is needed.",
-                f"Alerts for {', '.join(orgs) or 'no organization'} are sent here.",
+                f"Alerts for {', '.join(untrusted(o) for o in orgs) or 'no organization'} are sent here.",
             ],
             context=f"Sent {sent_at} by `spendwatch test-alert`.",
         )
@@ -340,7 +372,10 @@ def build_parser() -> argparse.ArgumentParser:
     config_sub = config.add_subparsers(dest="config_command", required=True)
     validate = config_sub.add_parser("validate", help="validate a config file; non-zero exit when invalid")
     validate.add_argument("file")
+    validate.add_argument("--strict", action="store_true", help="warnings fail too (exit 1)")
     validate.set_defaults(func=cmd_config_validate)
+    schema = config_sub.add_parser("schema", help="print the config's JSON Schema (for editors)")
+    schema.set_defaults(func=cmd_config_schema)
     push = config_sub.add_parser("push", help="validate, then store the config in SSM for the deployed functions")
     push.add_argument("file")
     push.add_argument("--parameter", default=DEFAULT_CONFIG_PARAMETER)

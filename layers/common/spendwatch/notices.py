@@ -20,7 +20,7 @@ from spendwatch.config import ChannelConfig, OrganizationConfig, SpendwatchConfi
 from spendwatch.errors import DeliveryError, DeliveryUnknownError
 from spendwatch.nflog import RESEND_AFTER_S, NotificationLog, record_after_send, resend_deadline
 from spendwatch.observability import logger, metrics
-from spendwatch.render import SECTION_LIMIT, Message, escape
+from spendwatch.render import HEADER_LIMIT, SECTION_LIMIT, Message, escape, escape_plain, truncate, untrusted
 from spendwatch.senders import EmailPayload, Sender, metric_reason
 from spendwatch.store import ClaimLostError
 
@@ -34,19 +34,31 @@ __all__ = ["NotificationLog"]  # re-exported: callers of the notices know the lo
 def notice_message(
     title: str, lines: Sequence[str], *, context: str | None = None, mention: str | None = None
 ) -> Message:
-    """A short Slack message (and, through `email_from_message`, an e-mail); every value is escaped here."""
+    """A short Slack message (and, through `email_from_message`, an e-mail); every value is escaped here.
+
+    Callers put each name they interpolate through `render.untrusted`; the escaping here (render's, the
+    same for every message) makes every line safe whatever it holds.
+    """
     safe_title = escape(title)
     safe_lines = tuple(escape(line) for line in lines)
     body = "\n".join(safe_lines)
     prefix = f"{mention} " if mention else ""
     text = f"{prefix}{safe_title}\n{body}" + (f"\n{escape(context)}" if context else "")
     blocks: list[dict[str, Any]] = [
-        {"type": "header", "text": {"type": "plain_text", "text": safe_title[:150]}},
-        {"type": "section", "text": {"type": "mrkdwn", "text": f"{prefix}{body}"[:SECTION_LIMIT]}},
+        {"type": "header", "text": {"type": "plain_text", "text": truncate(escape_plain(title), HEADER_LIMIT)}},
+        {"type": "section", "text": {"type": "mrkdwn", "text": truncate(f"{prefix}{body}", SECTION_LIMIT)}},
     ]
     if context:
-        blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": escape(context)[:SECTION_LIMIT]}]})
-    return Message(title=safe_title, lines=safe_lines, text=text, blocks=tuple(blocks))
+        context_text = truncate(escape(context), SECTION_LIMIT)
+        blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": context_text}]})
+    return Message(
+        title=safe_title,
+        lines=safe_lines,
+        text=text,
+        blocks=tuple(blocks),
+        raw_title=title,
+        raw_lines=(*lines, *([context] if context else [])),
+    )
 
 
 def notify_on_change(
@@ -233,18 +245,19 @@ class FallbackSender:
             return
         if not firing and (prior is None or (not prior.firing and not prior.resend_due(self._now()))):
             return  # the common case: the channel works and never failed
+        org_name = untrusted(self._org_name)
         if firing:
-            title = f"spendwatch: channel {self.name} failed for {self._org_name}"
+            title = f"spendwatch: channel {self.name} failed for {org_name}"
             lines = [
-                f"Channel {self.name} failed permanently: {reason}.",
-                f"Alerts for {self._org_name} are not reaching it until it is fixed.",
+                f"Channel {self.name} failed permanently: {untrusted(reason)}.",
+                f"Alerts for {org_name} are not reaching it until it is fixed.",
             ]
             context = (
                 "Check the channel's credential (SSM parameter) and destination, then watch for the recovery notice."
             )
         else:
-            title = f"spendwatch: channel {self.name} works again for {self._org_name}"
-            lines = [f"Channel {self.name} delivered an alert for {self._org_name} again."]
+            title = f"spendwatch: channel {self.name} works again for {org_name}"
+            lines = [f"Channel {self.name} delivered an alert for {org_name} again."]
             context = None
         message = notice_message(title, lines, context=context, mention=self._mention)
         try:

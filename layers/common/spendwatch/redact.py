@@ -34,7 +34,9 @@ _PATTERN_SOURCES = (
     r"sk-[A-Za-z0-9_\-]{3,}[A-Za-z0-9_\-*]*",
     r"sess-[A-Za-z0-9_\-]+",
     r"xox[abposr]-[A-Za-z0-9\-]+",
-    r"(?:https?://)?hooks\.slack\.com/(?:services|workflows|triggers)/[A-Za-z0-9_/\-]+",
+    # A real webhook's path (T…/B…/secret), not a hint such as `/services/T…/B…/…` in a message.
+    r"(?:https?://)?hooks\.slack\.com/services/T[A-Z0-9]{4,}/B[A-Z0-9]{4,}/[A-Za-z0-9]{8,}",
+    r"(?:https?://)?hooks\.slack\.com/(?:workflows|triggers)/[A-Za-z0-9_/\-]{16,}",
     r"Bearer\s+\S+",
 )
 _PATTERNS = re.compile("|".join(f"(?:{p})" for p in _PATTERN_SOURCES))

@@ -1,18 +1,32 @@
 """Messages people read: a Slack Block Kit payload and an e-mail (plain text + HTML) built from alerts.
 
 Pure: no network. Both renderings share one content model (`Content`) built from raw text; each output
-escapes for its medium: Slack's control characters (`&`, `<`, `>`) in every text object, HTML entities
-in e-mail HTML, and no line breaks in an e-mail subject. Untrusted strings (organization, project, line
-item, grant and source names, error details) are never emitted unescaped. Slack limits are enforced
-here (3,000 characters per section, 2,000 per field, 50 blocks, 40,000 characters of `text`; total block
-text is kept under 12,000, below the ~13k at which Slack starts refusing messages), so a send never fails
-with `msg_too_long`; truncation is marked.
+escapes for its medium. Untrusted strings (organization, project, line item, grant and source names,
+error details) go through `untrusted()` where they are placed in a sentence, and every text then through
+the medium's escaping, in this module for every renderer (alerts, notices, the watchdog, test messages):
+
+- `untrusted()`: line breaks and control characters become spaces, format characters (bidi overrides
+  and embeddings U+202A-U+202E, isolates U+2066-U+2069, marks U+200E/U+200F, zero-width characters) are
+  removed, the name is clipped, and a name with right-to-left letters or Arabic digits is wrapped in a
+  first-strong isolate (U+2068 ... U+2069), so that by the Unicode bidi algorithm it cannot reorder the
+  text around it;
+- Slack mrkdwn (`escape`): `&`, `<`, `>` as entities (no mention, link or channel reference), and `*`,
+  `_`, `~`, `` ` `` replaced by lookalikes (U+2217, U+02CD, U+223C, U+02CB), since Slack has no
+  backslash escape for them: a name stays readable and cannot bold, italicize, strike or code-format
+  anything. `*_~` between two letters or digits (`token_revoked`, `gpt_4o`) cannot open or close
+  formatting in Slack and stay as written; `plain_text` objects (`escape_plain`) need only the entities;
+- e-mail: HTML entities in the HTML part, and no line breaks in the subject.
+
+Slack limits are enforced here (3,000 characters per section, 2,000 per field, 50 blocks, 40,000
+characters of `text`; total block text is kept under 12,000, below the ~13k at which Slack starts
+refusing messages), so a send never fails with `msg_too_long`; truncation is marked.
 """
 
 from __future__ import annotations
 
 import html
 import re
+import unicodedata
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -43,7 +57,18 @@ NAME_LIMIT = 80
 DETAIL_LIMIT = 300
 TRUNCATION_MARK = "…(truncated)"
 SPARK_CHARS = "▁▂▃▄▅▆▇█"
-_CONTROL = re.compile(r"[\x00-\x1f\x7f\u2028\u2029]+")
+_BREAKS = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]+")
+"""control characters, line and paragraph separators: a name is one line"""
+BLANK_NAME = "(blank)"
+FSI = "\u2068"
+"""FIRST STRONG ISOLATE: a name's direction cannot leak out of it (closed by PDI)"""
+PDI = "\u2069"
+_RIGHT_TO_LEFT = frozenset({"R", "AL", "AN"})
+_MRKDWN_LOOKALIKES = {"*": "\u2217", "_": "\u02cd", "~": "\u223c", "`": "\u02cb"}
+"""Slack formats *bold*, _italic_, ~strike~ and `code` and has no escape for them: lookalikes read the same"""
+_MRKDWN_FORMATTING = re.compile(r"`|(?<![^\W_])[*_~]|[*_~](?![^\W_])")
+"""Backticks, and `*_~` not between two letters or digits: inside a word (`token_revoked`) Slack formats
+nothing, so those stay as written"""
 
 
 @dataclass(frozen=True)
@@ -66,6 +91,10 @@ class Message:
     """What the message was built from, so another channel (e-mail) can render the same content."""
     alerts: tuple[Alert, ...] = ()
     org: OrganizationConfig | None = None
+    raw_title: str | None = None
+    """A notice's title as raw text (not escaped for Slack), so e-mail renders it without Slack's escaping."""
+    raw_lines: tuple[str, ...] = ()
+    """A notice's lines (and context) as raw text."""
 
 
 @dataclass(frozen=True)
@@ -90,18 +119,73 @@ class Content:
     resolved_only: bool = False
 
 
+def untrusted(value: object, limit: int = NAME_LIMIT) -> str:
+    """A name from outside (an org, project, line item, grant or source name, an error detail) ready to be
+    placed in a sentence: one line, no format characters, clipped, and bidi-isolated when it holds
+    right-to-left text. Every renderer puts names through this before any medium's escaping."""
+    text = "".join(ch for ch in _BREAKS.sub(" ", str(value)) if unicodedata.category(ch) != "Cf").strip()
+    # A combining mark at the start would draw over the character before the name (ours).
+    text = text.lstrip("".join({ch for ch in text[:8] if unicodedata.category(ch).startswith("M")}))
+    if len(text) > limit:
+        text = text[: limit - 1] + "…"
+    if not text:
+        return BLANK_NAME  # all invisible: say so rather than leave a gap the reader cannot see
+    if any(unicodedata.bidirectional(ch) in _RIGHT_TO_LEFT for ch in text):
+        return f"{FSI}{text}{PDI}"
+    return text
+
+
+def neutralize(text: str) -> str:
+    """One line of text with every format character removed except balanced isolates (`untrusted`'s).
+
+    Applied to whole lines by every medium, so that a name interpolated without `untrusted()` still
+    cannot break the line, override the direction of what follows, or hide characters.
+    """
+    out: list[str] = []
+    open_at: list[int] = []
+    for ch in _BREAKS.sub(" ", text):
+        if ch == FSI:
+            open_at.append(len(out))
+            out.append(ch)
+        elif ch == PDI:
+            if open_at:
+                open_at.pop()
+                out.append(ch)
+        elif unicodedata.category(ch) != "Cf":
+            out.append(ch)
+    for index in reversed(open_at):  # an isolate never closed would swallow the rest of the line
+        del out[index]
+    return "".join(out)
+
+
+def escape_plain(text: str) -> str:
+    """Text for a Slack `plain_text` object: entities for Slack's control characters, format characters out."""
+    return neutralize(text).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
 def escape(text: str) -> str:
-    """Escape Slack's control characters so names cannot mention, link or format."""
-    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    r"""Text for Slack mrkdwn: nothing in it can mention, link or format (`*_~\``), or reorder what follows."""
+    return _MRKDWN_FORMATTING.sub(lambda m: _MRKDWN_LOOKALIKES[m.group()], escape_plain(text))
 
 
-def _clip(text: str, limit: int = NAME_LIMIT) -> str:
-    text = _CONTROL.sub(" ", text).strip()
-    return text if len(text) <= limit else text[: limit - 1] + "…"
+def _one_line(text: str, limit: int) -> str:
+    """A whole line (our words and `untrusted` names) neutralized and clipped, isolates kept balanced."""
+    text = neutralize(text).strip()
+    if len(text) <= limit:
+        return text
+    return _balanced(text[: limit - 1]) + "…"
 
 
-def _truncate(text: str, limit: int) -> str:
-    return text if len(text) <= limit else text[: limit - len(TRUNCATION_MARK)] + TRUNCATION_MARK
+def _balanced(text: str) -> str:
+    """`text` cut somewhere: close an isolate the cut left open, so the rest is not inside it."""
+    return text + PDI * max(0, text.count(FSI) - text.count(PDI))
+
+
+def truncate(text: str, limit: int) -> str:
+    """`text` within `limit` characters, the cut marked (and no isolate left open by it)."""
+    if len(text) <= limit:
+        return text
+    return _balanced(text[: limit - len(TRUNCATION_MARK) - 1]) + TRUNCATION_MARK
 
 
 def _days(value: Decimal) -> str:
@@ -154,7 +238,7 @@ class _Say:
         return Decimal(self.facts[name])
 
     def text(self, name: str, limit: int = NAME_LIMIT) -> str:
-        return _clip(str(self.facts[name]), limit)
+        return untrusted(self.facts[name], limit)
 
     @property
     def scope(self) -> str:
@@ -270,7 +354,7 @@ def describe(alert: Alert) -> str:
     obs = alert.observation
     wording = _WORDING.get(obs.rule_id)
     if wording is None:
-        return _clip(obs.summary, DETAIL_LIMIT)
+        return untrusted(obs.summary, DETAIL_LIMIT)
     label = obs.label(alert.level) or (format_percent(alert.level) if alert.level is not None else "")
     again = "Still: " if alert.reason is Reason.REPEAT_DUE else ""
     lowest = obs.labels[0][1] if obs.labels else ""
@@ -318,7 +402,7 @@ def _top(shares: Sequence[CostShare], snapshot: Snapshot, *, projects: bool) -> 
     for share in ranked[:TOP_N]:
         name = share.name or (snapshot.project_name(share.key) if projects else share.key)
         part = f" ({format_percent(percent_of(share.amount_usd, total))})" if total > 0 else ""
-        lines.append(f"{_clip(name)}: {format_usd(share.amount_usd)}{part}")
+        lines.append(f"{untrusted(name)}: {format_usd(share.amount_usd)}{part}")
     if len(ranked) > TOP_N:
         rest = sum((s.amount_usd for s in ranked[TOP_N:]), Decimal(0))
         lines.append(f"{len(ranked) - TOP_N} more: {format_usd(rest)}")
@@ -334,7 +418,7 @@ def build_content(
 ) -> Content:
     shown = visible_alerts(alerts)
     resolved_only = bool(shown) and all(a.reason is Reason.RESOLVED for a in shown)
-    title = f"OpenAI spend alert{' resolved' if resolved_only else ''}: {_clip(snapshot.org_name, 100)}"
+    title = f"OpenAI spend alert{' resolved' if resolved_only else ''}: {untrusted(snapshot.org_name, 100)}"
     figures: list[tuple[str, str]] = []
     mtd = snapshot.month_to_date_usd
     budget = org.budget.monthly_usd if org is not None and org.budget is not None else None
@@ -404,23 +488,23 @@ def _mrkdwn(text: str) -> dict[str, Any]:
 
 def _slack_blocks(content: Content, prefix: str) -> list[dict[str, Any]]:
     blocks: list[dict[str, Any]] = [
-        {"type": "header", "text": {"type": "plain_text", "text": _truncate(escape(content.title), HEADER_LIMIT)}},
+        {"type": "header", "text": {"type": "plain_text", "text": truncate(escape_plain(content.title), HEADER_LIMIT)}},
         {"type": "section", "text": _mrkdwn(prefix + _bullets(content.lines, SECTION_LIMIT - len(prefix)))},
     ]
     if content.figures:
         fields = [
-            _mrkdwn(_truncate(f"*{label}*\n{escape(value)}", FIELD_LIMIT)) for label, value in content.figures[:10]
+            _mrkdwn(truncate(f"*{label}*\n{escape(value)}", FIELD_LIMIT)) for label, value in content.figures[:10]
         ]
         blocks.append({"type": "section", "fields": fields})
     if content.spark:
         trend = f"*Daily spend this month (UTC)*\n`{content.spark}`\n{escape(content.trend_caption or '')}"
-        blocks.append({"type": "section", "text": _mrkdwn(_truncate(trend, SECTION_LIMIT))})
+        blocks.append({"type": "section", "text": _mrkdwn(truncate(trend, SECTION_LIMIT))})
     for heading, rows in (("Top projects", content.top_projects), ("Top line items", content.top_line_items)):
         if rows:
             text = f"*{heading} this month*\n" + _bullets(rows, SECTION_LIMIT - len(heading) - 20)
             blocks.append({"type": "section", "text": _mrkdwn(text)})
     context = f"{escape(content.freshness)} <{USAGE_URL}|Open OpenAI usage>"
-    blocks.append({"type": "context", "elements": [_mrkdwn(_truncate(context, SECTION_LIMIT))]})
+    blocks.append({"type": "context", "elements": [_mrkdwn(truncate(context, SECTION_LIMIT))]})
     return _within_budget(blocks[:MAX_BLOCKS])
 
 
@@ -467,7 +551,7 @@ def build_message(
     content = build_content(snapshot, alerts, now=now, org=org)
     prefix = f"{mention} " if mention else ""
     body = [escape(line) for line in _plain_lines(content)]
-    text = _truncate(
+    text = truncate(
         "\n".join([f"{prefix}{escape(content.title)}", *body, f"Open OpenAI usage: {USAGE_URL}"]), TEXT_LIMIT
     )
     return Message(
@@ -493,9 +577,13 @@ def render_email(
     content = build_content(snapshot, alerts, now=now, org=org)
     first = content.lines[0] if content.lines else "no alerts"
     more = f" (+{len(content.lines) - 1} more)" if len(content.lines) > 1 else ""
-    subject = _clip(f"{subject_prefix} {_clip(snapshot.org_name, 60)}: {first}", 200 - len(more)) + more
-    text = "\n".join([content.title, "", *_plain_lines(content, bullet="- "), "", f"OpenAI usage: {USAGE_URL}"])
-    e = html.escape
+    subject = _one_line(f"{subject_prefix} {untrusted(snapshot.org_name, 60)}: {first}", 200 - len(more)) + more
+    body = [content.title, "", *_plain_lines(content, bullet="- "), "", f"OpenAI usage: {USAGE_URL}"]
+    text = "\n".join(neutralize(line) for line in body)
+
+    def e(value: str) -> str:
+        return html.escape(neutralize(value))
+
     parts = [
         "<!DOCTYPE html>",
         '<html><body style="font-family: sans-serif; font-size: 14px; color: #1d1c1d;">',

@@ -101,8 +101,9 @@ class SsmConfigSource:
     Precedence: the SSM parameter when it holds a valid config; else the last valid config this
     container has seen (a bad push, or SSM briefly unreadable, changes nothing); else, on a cold start,
     the optional file bundled in the layer (`bundled_config.yaml` next to this module, see
-    docs/deploy.md); else the error, so the record fails and is retried. `last_error` keeps the most
-    recent problem for logs.
+    docs/deploy.md); else the error, so the record fails and is retried. *Any* failure while reading or
+    parsing counts (not only a `ConfigError`): a config that crashes the parser must not crash the
+    function. `last_error` keeps the most recent problem, logged once per new problem.
     """
 
     def __init__(
@@ -116,27 +117,41 @@ class SsmConfigSource:
         self._max_age = max_age_s
         self._bundled_path = bundled_path
         self._last_valid: SpendwatchConfig | None = None
+        self._parsed: tuple[str, SpendwatchConfig | ConfigError] | None = None
         self.last_error: ConfigError | None = None
         self.source: str | None = None
         """where the config in use came from: `ssm`, `last_valid` or `bundled`"""
 
     def get(self) -> SpendwatchConfig:
-        from aws_lambda_powertools.utilities import parameters  # noqa: PLC0415
-
+        source = f"SSM parameter {self._name}"
         try:
+            from aws_lambda_powertools.utilities import parameters  # noqa: PLC0415
+
             text = str(parameters.get_parameter(self._name, max_age=self._max_age))
-            config = parse_config(text, f"SSM parameter {self._name}")
-        except ConfigError as exc:
-            return self._fallback(exc)
-        except parameters.exceptions.GetParameterError as exc:
-            error = ConfigError(
-                f"SSM parameter {self._name}", [f"cannot be read ({_code(exc)}): run `spendwatch config push`"]
-            )
-            return self._fallback(error)
-        self._last_valid = config
+        except Exception as exc:  # whatever fails, the last valid config stands
+            detail = _code(exc)
+            return self._fallback(ConfigError(source, [f"cannot be read ({detail}): run `spendwatch config push`"]))
+        result = self._parse(text, source)
+        if isinstance(result, ConfigError):
+            return self._fallback(result)
+        self._last_valid = result
         self.last_error = None
         self.source = "ssm"
-        return config
+        return result
+
+    def _parse(self, text: str, source: str) -> SpendwatchConfig | ConfigError:
+        # The parameter is cached for a minute but get() runs per record: parse each distinct text once.
+        if self._parsed is not None and self._parsed[0] == text:
+            return self._parsed[1]
+        result: SpendwatchConfig | ConfigError
+        try:
+            result = parse_config(text, source)
+        except ConfigError as exc:
+            result = exc
+        except Exception as exc:  # a parser bug must not become a crash loop
+            result = ConfigError(source, [f"cannot be parsed ({type(exc).__name__}: {str(exc)[:200]})"])
+        self._parsed = (text, result)
+        return result
 
     def _fallback(self, error: ConfigError) -> SpendwatchConfig:
         if str(error) != str(self.last_error):
@@ -144,14 +159,22 @@ class SsmConfigSource:
             # last valid one keeps working.
             from spendwatch.observability import logger  # noqa: PLC0415
 
-            logger.error("config unusable; keeping the last valid one if any", error=str(error))
+            logger.error(
+                "config unusable; keeping the last valid one if any",
+                error="; ".join(error.problems)[:2000],
+                config_source=error.source,
+            )
         self.last_error = error
         if self._last_valid is not None:
             self.source = "last_valid"
             return self._last_valid
         if self._bundled_path is not None and self._bundled_path.is_file():
-            # A bundled file that is itself invalid raises its own precise ConfigError.
-            self._last_valid = load_config_file(self._bundled_path)
+            try:
+                self._last_valid = load_config_file(self._bundled_path)
+            except ConfigError:
+                raise  # a bundled file that is itself invalid: its own precise error
+            except Exception as exc:  # e.g. no YAML parser in the layer
+                raise ConfigError(str(self._bundled_path), [f"cannot be read ({type(exc).__name__})"]) from None
             self.source = "bundled"
             return self._last_valid
         raise error

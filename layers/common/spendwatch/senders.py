@@ -36,7 +36,7 @@ from urllib.parse import urlsplit
 
 from spendwatch.errors import DeliveryError, DeliveryUnknownError
 from spendwatch.redact import scrub, scrub_data
-from spendwatch.render import Message
+from spendwatch.render import Message, neutralize
 
 if TYPE_CHECKING:
     from mypy_boto3_sesv2.client import SESV2Client
@@ -609,24 +609,39 @@ def retry_after(headers: object) -> float | None:
 # ---------------------------------------------------------------------------------------------------
 _SLACK_LINK = re.compile(r"<(https?://[^|>]+)\|([^>]+)>")
 _SLACK_TOKEN = re.compile(r"<[!@#][^>]*>\s?")
+_LOOKALIKES_BACK = str.maketrans({"\u2217": "*", "\u02cd": "_", "\u223c": "~", "\u02cb": "`"})
+EMAIL_SUBJECT_LIMIT = 200
 
 
 def slack_to_plain(text: str) -> str:
     """Slack mrkdwn text as plain text: links as `label (url)`, mentions dropped, escapes undone.
 
     Untrusted values were escaped (`&lt;` …) when the message was built, so every raw `<…>` left is one
-    of ours: a link or a configured mention.
+    of ours: a link or a configured mention. The lookalikes that stood for Slack's formatting characters go back to
+    the characters (e-mail has no markup to protect).
     """
     text = _SLACK_LINK.sub(lambda m: f"{m[2]} ({m[1]})", text)
     text = _SLACK_TOKEN.sub("", text)
-    return text.replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")
+    text = text.replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")
+    return text.translate(_LOOKALIKES_BACK)
 
 
 def email_from_message(message: Message) -> EmailBody:
-    """The plain-text and HTML bodies of a message built for Slack (same lines in both)."""
-    lines = [line.rstrip() for line in slack_to_plain(message.text).splitlines()]
-    subject = slack_to_plain(message.title)
-    body_lines = lines[1:] if lines and lines[0].strip() == subject.strip() else lines
+    """The plain-text and HTML bodies of a message built for Slack (same lines in both).
+
+    A notice carries its raw text (`raw_title`, `raw_lines`), which is used as is; any other message is
+    read back from its Slack text. Either way every line is neutralized (no line break in the subject,
+    no bidi override) and HTML-escaped in the HTML part.
+    """
+    if message.raw_title is not None:
+        subject = message.raw_title
+        body_lines = list(message.raw_lines)
+    else:
+        lines = [line.rstrip() for line in slack_to_plain(message.text).splitlines()]
+        subject = slack_to_plain(message.title)
+        body_lines = lines[1:] if lines and lines[0].strip() == subject.strip() else lines
+    subject = _subject_line(subject)
+    body_lines = [neutralize(line) for line in body_lines]
     text = "\n".join([subject, "", *body_lines]).strip() + "\n"
     items = "".join(f"<p>{html.escape(line)}</p>" for line in body_lines if line.strip())
     html_body = (
@@ -634,6 +649,14 @@ def email_from_message(message: Message) -> EmailBody:
         f"<h2>{html.escape(subject)}</h2>{items}</body></html>"
     )
     return EmailBody(subject=subject, text=text, html=html_body)
+
+
+def _subject_line(text: str) -> str:
+    text = neutralize(text).strip()
+    if len(text) <= EMAIL_SUBJECT_LIMIT:
+        return text
+    cut = text[: EMAIL_SUBJECT_LIMIT - 1]
+    return cut + "\u2069" * max(0, cut.count("\u2068") - cut.count("\u2069")) + "…"
 
 
 @dataclass(frozen=True)

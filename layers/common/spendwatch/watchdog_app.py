@@ -21,6 +21,7 @@ from spendwatch.errors import DeliveryError
 from spendwatch.notices import NotificationLog, SenderFactory, notice_message, notify_on_change, record_delivery_failure
 from spendwatch.notices import with_fallback as _with_fallback
 from spendwatch.observability import logger, metrics
+from spendwatch.render import untrusted
 from spendwatch.runtime import SsmConfigSource, WatchdogEnv, sender_factory, utc_now
 from spendwatch.secrets import SsmSecrets
 from spendwatch.senders import Pacer
@@ -209,8 +210,9 @@ class WatchdogApp:
         mention: str | None,
     ) -> Any:
         age = format_age(now - reference)
+        name = untrusted(org.name)
         if now - reference > limit:
-            title = f"spendwatch: no fresh snapshot for {org.name}"
+            title = f"spendwatch: no fresh snapshot for {name}"
             if newest is None:
                 since = isoformat_utc(reference)
                 first = f"No snapshot has been written since the watchdog started watching at {since} ({age} ago)."
@@ -220,11 +222,11 @@ class WatchdogApp:
                 )
             lines = [
                 first,
-                f"Spend of {org.name} is NOT being watched: the poller has stopped, is failing or cannot write.",
+                f"Spend of {name} is NOT being watched: the poller has stopped, is failing or cannot write.",
             ]
             context = "Check the poller's logs and the PollerErrorsAlarm / PollerStoppedAlarm alarms."
             return notice_message(title, lines, context=context, mention=mention)
-        title = f"spendwatch: snapshots are fresh again for {org.name}"
+        title = f"spendwatch: snapshots are fresh again for {name}"
         lines = [f"Newest snapshot {isoformat_utc(reference)} ({age} ago); spend is being watched again."]
         return notice_message(title, lines)
 
