@@ -24,7 +24,7 @@ from spendwatch.config import (
 )
 from spendwatch.errors import ConfigError, DeliveryError, EnvironmentConfigError
 from spendwatch.secrets import SecretSource
-from spendwatch.senders import EmailSender, Pacer, Sender, SlackCredentials, SlackSender
+from spendwatch.senders import EmailSender, Pacer, Sender, SlackCredentials, SlackSender, SlackTransport
 
 CONFIG_CACHE_SECONDS = 60
 BUNDLED_CONFIG_PATH = Path(__file__).resolve().parent / "bundled_config.yaml"
@@ -155,11 +155,13 @@ def sender_factory(
     environ: Mapping[str, str] | None = None,
     pacer: Pacer | None = None,
     ses_client: Callable[[], object] | None = None,
+    slack_transport: SlackTransport | None = None,
 ) -> SenderBuilder:
     """Builds the sender of a configured channel: Slack (webhook or bot token) or e-mail (SES v2).
 
     Secrets are read when a message is sent, not here, and re-read (`force_fetch`) once after Slack
     refuses the credential, so a rotated token or webhook URL is picked up without a redeploy.
+    `slack_transport` replaces slack-sdk's plain post (the digest uploads its chart through it).
     """
     env = os.environ if environ is None else environ
 
@@ -178,6 +180,7 @@ def sender_factory(
                 api_base_url=api_base_url,
                 remaining_s=remaining_s,
                 pacer=pacer,
+                transport=slack_transport,
             )
         if isinstance(channel, EmailChannelConfig):
             extra = {"client": ses_client} if ses_client is not None else {}
