@@ -147,7 +147,7 @@ def test_parameters_default_config_lives_under_ssm_prefix(raw_template: dict[str
 
 def test_functions_share_runtime_arch_tracing_and_powertools_env(translated: dict[str, Any]) -> None:
     functions = resources_of_type(translated, "AWS::Lambda::Function")
-    assert set(functions) == {"PollerFunction", "AlerterFunction", "WatchdogFunction"}
+    assert set(functions) == {"PollerFunction", "AlerterFunction", "WatchdogFunction", "DigestFunction"}
     for name, function in functions.items():
         p = function["Properties"]
         assert p["Runtime"] == "python3.13", name
