@@ -136,3 +136,16 @@ def test_digest_without_data_renders_a_clear_statement() -> None:
     assert "No snapshot has been stored for Simulated Org yet" in text
     assert "PollerStoppedAlarm" in text
     assert slack_blocks(content, picture=False)
+
+
+def test_digest_missing_history_is_said_once(digest: Digest) -> None:
+    org = org_config()
+    snapshots = list(SeriesOrg().series(datetime(2026, 11, 21, 8, tzinfo=UTC), NOW))  # one poll, this morning
+    first = build_digest(org, due_period(org.digests[0], NOW), MemoryHistory(snapshots), now=NOW, alerts_sent=0)
+    content = digest_content(first)
+    spend_note = content.sections[0].note or ""
+    assert (
+        "shown month to date, without a comparison: no snapshot within a day before 2026-11-20T00:00:00Z" in spend_note
+    )
+    assert all(section.note is None for section in content.sections[1:]), "not repeated under every table"
+    assert "no snapshot within a day" not in " ".join(s.note or "" for s in digest_content(digest).sections)

@@ -76,7 +76,7 @@ def _usd(amount: Decimal | None) -> str:
     return "unknown" if amount is None else format_usd(amount)
 
 
-def _ranked(table: RankedTable, heading: str, label: str) -> Section:
+def _ranked(table: RankedTable, heading: str, label: str, shared: str | None = None) -> Section:
     lines = []
     for row in table.rows:
         now = _usd(row.current) if row.current is not None else None
@@ -94,10 +94,11 @@ def _ranked(table: RankedTable, heading: str, label: str) -> Section:
         if any(r.current is not None for r in table.rows)
         else heading
     )
-    return Section(heading, tuple(lines), clip(table.note, DETAIL_LIMIT) if table.note else None)
+    note = table.note if table.note and (table.reason is None or table.reason != shared) else None
+    return Section(heading, tuple(lines), clip(note, DETAIL_LIMIT) if note else None)
 
 
-def _usage(table: UsageTable) -> Section:
+def _usage(table: UsageTable, shared: str | None = None) -> Section:
     lines = []
     for model, counts in table.rows:
         parts = [
@@ -109,7 +110,8 @@ def _usage(table: UsageTable) -> Section:
             parts[0] += f" ({cached_share(counts)} cached)"
         lines.append(f"{clip(model)}: {', '.join(parts)}")
     heading = f"{USAGE_TITLES.get(table.usage_type, table.usage_type)} ({table.scope})"
-    return Section(heading, tuple(lines or ["none"]), clip(table.note, DETAIL_LIMIT) if table.note else None)
+    note = table.note if table.note and (table.reason is None or table.reason != shared) else None
+    return Section(heading, tuple(lines or ["none"]), clip(note, DETAIL_LIMIT) if note else None)
 
 
 def _month_lines(digest: Digest) -> list[str]:
@@ -190,13 +192,22 @@ def digest_content(digest: Digest) -> DigestContent:
         spend += f": {_usd(digest.previous_spend_usd)})"
     if digest.provisional:
         spend += "; OpenAI may still revise the last two days"
-    sections = [Section("Spend", (spend, *_month_lines(digest)), " ".join(digest.notes) or None)]
     label = digest.period.label
-    sections.append(_ranked(digest.projects, "Top projects", label))
-    sections.append(_ranked(digest.line_items, "Top line items", label))
-    sections.append(_ranked(digest.models, "Top models by cost", label))
+    # One missing piece of history (a first poll, a stopped poller) is said once, not under every table.
+    reasons = {t.reason for t in (digest.projects, digest.line_items, digest.models)} | {t.reason for t in digest.usage}
+    shared = next(iter(reasons)) if len(reasons) == 1 else None
+    notes = list(digest.notes)
+    if shared:
+        notes.append(
+            f"Projects, line items, models and usage of {label} are shown month to date, without a comparison: "
+            f"{shared} (the first polls, or the poller was stopped)."
+        )
+    sections = [Section("Spend", (spend, *_month_lines(digest)), " ".join(notes) or None)]
+    sections.append(_ranked(digest.projects, "Top projects", label, shared))
+    sections.append(_ranked(digest.line_items, "Top line items", label, shared))
+    sections.append(_ranked(digest.models, "Top models by cost", label, shared))
     sections.extend(
-        _usage(table) for table in digest.usage if table.rows or table.usage_type == "completions" or table.note
+        _usage(table, shared) for table in digest.usage if table.rows or table.usage_type == "completions" or table.note
     )
     sections.append(Section("Credits", tuple(_credit_lines(digest))))
     sections.append(Section("Limits and OpenAI's spend alerts", tuple(_limit_lines(digest))))

@@ -184,6 +184,8 @@ class RankedTable:
     """why the period figures are unknown (then rows are ranked by month to date)"""
     more: int = 0
     """rows left out"""
+    reason: str | None = None
+    """why this period's figures are unknown (the history that is missing)"""
 
 
 def ranked_table(
@@ -218,7 +220,7 @@ def ranked_table(
         note = f"{what} for {period.label} unknown ({current.reason}); ranked by month to date"
     elif previous.values is None:
         note = f"no comparison with {period.previous.label}: {previous.reason}"
-    return RankedTable(tuple(rows[:limit]), note, max(0, len(rows) - limit))
+    return RankedTable(tuple(rows[:limit]), note, max(0, len(rows) - limit), current.reason)
 
 
 # --- usage by model ------------------------------------------------------------------------------------
@@ -232,6 +234,8 @@ class UsageTable:
     scope: str
     """what the counts cover: the period's label, or `month to date`"""
     note: str | None = None
+    reason: str | None = None
+    """why the period's counts are unknown"""
 
 
 USAGE_COUNTERS = {
@@ -251,14 +255,15 @@ def usage_table(
     """Counts by model for the period (growth between boundary polls), else month to date."""
     counters = USAGE_COUNTERS.get(usage_type, ())
     extract = usage_by_model(usage_type)
-    scope, note = "month to date", None
+    scope, note, reason = "month to date", None, None
     values: Mapping[tuple[str, str], Decimal] | None = None
     if period is not None:
         growth = period_growth(history, period.start, period.end, extract, f"usage of {usage_type}")
         if growth.values is not None:
             values, scope = growth.values, period.label
         else:
-            note = f"counts for {period.label} unknown ({growth.reason}); month to date shown"
+            reason = growth.reason
+            note = f"counts for {period.label} unknown ({reason}); month to date shown"
     if values is None and newest is not None:
         values = extract(newest)
         if values is None:
@@ -270,7 +275,7 @@ def usage_table(
     first = counters[0] if counters else ""
     ordered = sorted(by_model.items(), key=lambda item: (-item[1].get(first, 0), item[0]))
     rows = tuple((model, counts) for model, counts in ordered if any(counts.get(c, 0) for c in counters))
-    return UsageTable(usage_type, counters, rows[:limit], scope, note)
+    return UsageTable(usage_type, counters, rows[:limit], scope, note, reason)
 
 
 def cached_share(counts: Mapping[str, int]) -> str:
@@ -490,7 +495,7 @@ def daily_spend_chart(
     values, unattributed_days = _split_days(history, spent, top, extract)
     series += [
         Series("Other" if top else "All spend", OTHER_COLOR),
-        Series("Not split (no poll at the day's start)", UNATTRIBUTED_COLOR),
+        Series(f"Not split by {'project' if by_project else 'line item'}", UNATTRIBUTED_COLOR),
     ]
     keep = [i for i in range(len(series)) if any(parts[i] > 0 for parts in values.values())] or [len(series) - 2]
     series = [series[i] for i in keep]
