@@ -1,8 +1,8 @@
 """`make bench`: run every benchmark and print its figures."""
 
-from bench import alerter, cold_start, pipeline_latency, poll
+from bench import alerter, chart, cold_start, digest, pipeline_latency, poll
 
-for module in (cold_start, pipeline_latency, poll, alerter):
+for module in (cold_start, pipeline_latency, poll, alerter, chart, digest):
     print(f"== {module.__name__}")
     module.main()
     print()

@@ -78,10 +78,12 @@ def render_png(layout: Layout) -> bytes:
                 draw.line([coords[:2], coords[2:]], fill=shape.color, width=width)
         else:
             _text(draw, shape)
-    # A chart has a handful of flat colours: a palette image is ~3x smaller than RGB, with no visible loss.
-    quantized = image.quantize(colors=64, dither=Image.Dither.NONE)
+    # A chart has a handful of flat colours: a 64-colour palette image is ~2.5x smaller than RGB with no
+    # visible loss (text edges keep enough grey levels). Fast octree quantization and no `optimize` pass:
+    # median cut took ~250 ms more, `optimize` ~70 ms more for 3 KB less (bench/chart.py).
+    quantized = image.quantize(colors=64, method=Image.Quantize.FASTOCTREE, dither=Image.Dither.NONE)
     out = io.BytesIO()
-    quantized.save(out, format="PNG", optimize=True)
+    quantized.save(out, format="PNG")
     return out.getvalue()
 
 
