@@ -200,3 +200,17 @@ def test_store_reads_boundaries_polls_and_recorded_notifications(pipeline: Local
         states.mark_sent("sim", key, level=None, firing=True, now=when, reason="first_crossing")
     recorded = states.notified_between("sim", NOV_1, NOV_1 + DAY)
     assert [s.key for s in recorded] == ["budget.actual#org#2026-11#slack"]
+
+
+def test_revoked_bot_token_is_a_named_permanent_failure_and_nothing_is_recorded(
+    pipeline: LocalPipeline, slack: FakeSlack
+) -> None:
+    pipeline.configure(config(), bot_secrets(), {"SLACK_API_BASE_URL": slack.api_base_url})
+    store_history(pipeline, NOW)
+    slack.revoke_token()
+    with pytest.raises(DeliveryFailedError, match="token_revoked"):
+        pipeline.run_digest(NOW)
+    assert slack.messages == [] and slack.files == []
+    slack.reset()  # the token works again (rotated)
+    assert statuses(pipeline.run_digest(NOW + timedelta(hours=1))) == ["sent"]
+    assert len(slack.messages) == 1 and len(slack.files) == 1
