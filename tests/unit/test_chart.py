@@ -111,3 +111,12 @@ def test_chart_from_a_series_splits_days_and_projects_the_month() -> None:
     assert amounts["2026-11"] == snapshots[-1].month_to_date_usd
     assert amounts["2026-10"] == snapshots[-1].previous_month_usd
     assert amounts["2026-09"] is None and monthly.notice is None
+
+
+def test_chart_of_a_finished_month_has_no_forecast() -> None:
+    now = datetime(2026, 12, 3, tzinfo=UTC)
+    snapshots = list(SeriesOrg().series(datetime(2026, 11, 1, tzinfo=UTC), now, timedelta(hours=12)))
+    history = MemoryHistory(snapshots)
+    november = daily_spend_chart(history, snapshots[-1], ORG, "2026-11", now=now)
+    assert november.notice is None and len(november.values) == 30
+    assert november.forecast == {} and "forecast" not in november.subtitle

@@ -501,7 +501,8 @@ def daily_spend_chart(
     series = [series[i] for i in keep]
     values = {day: tuple(parts[i] for i in keep) for day, parts in values.items()}
     forecast: dict[date, Decimal] = {}
-    projection = forecast_month_end(snapshot) if snapshot.period == month else None
+    running = snapshot.period == month and now < month_end(day_start(days[0]))
+    projection = forecast_month_end(snapshot) if running else None  # a finished month has no forecast
     if projection is not None:
         last = max(spent)
         forecast = {day: projection.run_rate_usd for day in days if day > last}
