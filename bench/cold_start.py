@@ -15,7 +15,7 @@ RUNS = 7
 
 SNIPPETS = {"bare interpreter": "pass", "boto3": "import boto3"} | {
     f"{function} handler": f"import sys; sys.path.insert(0, {str(ROOT / 'functions' / function)!r}); import handler"
-    for function in ("poller", "alerter", "watchdog")
+    for function in ("poller", "alerter", "watchdog", "digest")
 }
 
 

@@ -132,3 +132,19 @@ def test_build_layer_size_within_bound(layer_python: Path) -> None:
     size = tree_size(layer_python.parent)
     print(f"CommonLayer unzipped: {size} bytes ({size / 1024 / 1024:.1f} MiB)")
     assert size < LAYER_SIZE_LIMIT_BYTES
+
+
+@pytest.mark.slow
+def test_build_digest_artifact_has_its_own_pillow_for_arm64(build_dir: Path, layer_python: Path) -> None:
+    """The digest function alone carries Pillow (its chart picture); nothing of the layer is duplicated."""
+    artifact = build_dir / "DigestFunction"
+    assert (artifact / "handler.py").is_file()
+    assert not (artifact / "Makefile").exists()
+    assert (artifact / "PIL" / "ImageFont.py").is_file()
+    extensions = list((artifact / "PIL").glob(AARCH64_CP313_SO))
+    assert any(p.name.startswith("_imagingft") for p in extensions), "FreeType, for the chart's text"
+    assert not (artifact / "spendwatch").exists() and not (artifact / "pydantic").exists(), "those are the layer's"
+    assert not (layer_python / "PIL").exists(), "never in the layer the other functions load"
+    size = tree_size(artifact)
+    print(f"DigestFunction unzipped: {size} bytes ({size / 1024 / 1024:.1f} MiB)")
+    assert size + tree_size(layer_python.parent) < 250 * 1024 * 1024, "Lambda's limit for function + layers"

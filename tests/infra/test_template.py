@@ -147,7 +147,7 @@ def test_parameters_default_config_lives_under_ssm_prefix(raw_template: dict[str
 
 def test_functions_share_runtime_arch_tracing_and_powertools_env(translated: dict[str, Any]) -> None:
     functions = resources_of_type(translated, "AWS::Lambda::Function")
-    assert set(functions) == {"PollerFunction", "AlerterFunction", "WatchdogFunction"}
+    assert set(functions) == {"PollerFunction", "AlerterFunction", "WatchdogFunction", "DigestFunction"}
     for name, function in functions.items():
         p = function["Properties"]
         assert p["Runtime"] == "python3.13", name
@@ -370,7 +370,7 @@ def _is_wildcard_resource(resource: Any) -> bool:
     return isinstance(text, str) and re.search(r":([a-z-]+/)?\*$", text) is not None
 
 
-@pytest.mark.parametrize("function", ["PollerFunction", "AlerterFunction", "WatchdogFunction"])
+@pytest.mark.parametrize("function", ["PollerFunction", "AlerterFunction", "WatchdogFunction", "DigestFunction"])
 def test_function_roles_have_no_wildcard_resource(translated: dict[str, Any], function: str) -> None:
     """X-Ray segment upload cannot be scoped: SAM adds it as a managed policy, the only `*` these roles get."""
     for statement in statements(role_of(translated, function)):
@@ -378,7 +378,7 @@ def test_function_roles_have_no_wildcard_resource(translated: dict[str, Any], fu
             assert not _is_wildcard_resource(resource), statement
 
 
-@pytest.mark.parametrize("function", ["PollerFunction", "AlerterFunction", "WatchdogFunction"])
+@pytest.mark.parametrize("function", ["PollerFunction", "AlerterFunction", "WatchdogFunction", "DigestFunction"])
 def test_function_roles_managed_policies_are_only_sams(translated: dict[str, Any], function: str) -> None:
     """Logs through AWSLambdaBasicExecutionRole, traces through X-Ray; no AWSLambdaDynamoDBExecutionRole
     (stream reads on `*`) and no AWSLambdaSQSQueueExecutionRole (queue reads on `*`)."""

@@ -19,7 +19,12 @@ from .test_template import actions, as_list, inline_policies, role_of, statement
 REPO_ROOT = Path(__file__).resolve().parents[2]
 PACKAGE = REPO_ROOT / "layers" / "common" / "spendwatch"
 STORE = PACKAGE / "store.py"
-FUNCTIONS = {"PollerFunction": "poller", "AlerterFunction": "alerter", "WatchdogFunction": "watchdog"}
+FUNCTIONS = {
+    "PollerFunction": "poller",
+    "AlerterFunction": "alerter",
+    "WatchdogFunction": "watchdog",
+    "DigestFunction": "digest",
+}
 # The table each store class is constructed with (runtime.py / *_app.py pass SNAPSHOTS_TABLE and
 # ALERT_STATE_TABLE; the tests below check that these are the tables the statements name).
 STORE_TABLES = {"SnapshotStore": "SnapshotsTable", "AlertStateStore": "AlertStateTable"}
@@ -162,6 +167,11 @@ def test_dynamodb_actions_derived_from_the_code_are_the_expected_ones() -> None:
     }
     assert dynamodb_actions_used("alerter") == expected
     assert dynamodb_actions_used("watchdog") == expected
+    # The digest also reads its snapshot history and counts the alerts recorded in its period (Query).
+    assert dynamodb_actions_used("digest") == {
+        "SnapshotsTable": {"dynamodb:Query"},
+        "AlertStateTable": {"dynamodb:BatchGetItem", "dynamodb:UpdateItem", "dynamodb:Query"},
+    }
 
 
 def test_only_the_alerter_gets_stream_actions(translated: dict[str, Any]) -> None:
@@ -312,6 +322,7 @@ def test_default_parameter_names_are_the_documented_ones(
         ("PollerFunction", {"admin_key", "session_key"}),
         ("AlerterFunction", {"webhook_url", "bot_token"}),
         ("WatchdogFunction", {"webhook_url", "bot_token"}),
+        ("DigestFunction", {"webhook_url", "bot_token"}),
     ],
 )
 def test_ssm_reads_are_limited_to_each_functions_own_secrets(

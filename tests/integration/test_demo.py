@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -38,6 +39,13 @@ def test_demo_runs_the_simulated_pipeline_and_sends_one_message(tmp_path: Path) 
     assert "80.0% of the monthly budget reached" in out
     assert "0 new snapshot(s), 0 new message(s)" in out
     assert '"level"' not in out  # handler logs go to .demo/handlers.log, not the terminal
+    # The digest function's run and the report page.
+    assert "5. Digest: the digest function sent 1 daily digest(s)" in out
+    assert "Daily OpenAI spend: Simulated Org (demo)" in out
+    picture = re.search(r"gets as an upload; a webhook gets the sparkline\): (\S+\.png)", out)
+    assert picture and (REPO / picture[1]).read_bytes().startswith(b"\x89PNG")
+    report = re.search(r"6\. Report: .*: (\S+\.html)", out)
+    assert report and "<svg" in Path(report[1]).read_text(encoding="utf-8")
 
 
 @pytest.mark.parametrize(("budget_usd", "messages"), [("1000000", 0), ("100", 1)])

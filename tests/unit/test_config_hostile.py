@@ -195,7 +195,7 @@ def test_config_keys_are_text_as_written() -> None:
     # YAML 1.1 reads `on:` as the boolean true; as a key it is the text "on", an unknown field.
     assert problems_of(BASE.replace("    name: Acme\n", "    name: Acme\n    on: 1\n")) == [
         "line 4: organizations[0].on: unknown field 'on' (known: admin_key, admin_key_id, budget, channels, "
-        "credit_grants, fallback_channel, hard_limit_usd, id, name, rules, session_key)"
+        "credit_grants, digests, fallback_channel, hard_limit_usd, id, name, rules, session_key)"
     ]
 
 

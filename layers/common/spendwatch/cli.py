@@ -1,4 +1,4 @@
-"""The `spendwatch` command line: demo, config validate/push, poll, check, test-alert.
+"""The `spendwatch` command line: demo, config validate/push, poll, check, report, test-alert.
 
 Command output goes to stdout; logs and diagnostics go to stderr. Exit status is non-zero on error.
 """
@@ -363,6 +363,79 @@ def cmd_test_alert(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_report(args: argparse.Namespace) -> int:
+    """Write one self-contained HTML page of a month's spend (docs: README.md, "See your spend").
+
+    From the deployed snapshots table (`--table`, else `SNAPSHOTS_TABLE`), or from a fresh local poll when
+    no table is given. Exit 0 when the page is written; 1 when it is written but no organization had any
+    data (the page says why); 2 on a config, input or table error.
+    """
+    import re  # noqa: PLC0415
+
+    from spendwatch.config import resolve_local_config  # noqa: PLC0415
+    from spendwatch.history import MemoryHistory, SnapshotHistory, TableHistory  # noqa: PLC0415
+    from spendwatch.report import OrgReport, org_totals, render_report  # noqa: PLC0415
+
+    now = datetime.now(UTC)
+    month = args.month or now.strftime("%Y-%m")
+    if not re.fullmatch(r"\d{4}-(0[1-9]|1[0-2])", month):
+        _print_err(f"--month {month!r}: expected YYYY-MM, e.g. {now.strftime('%Y-%m')}")
+        return 2
+    try:
+        config = resolve_local_config(os.environ)
+    except ConfigError as exc:
+        _print_err(str(exc))
+        return 2
+    orgs = [o for o in config.organizations if args.org in (None, o.id)]
+    if not orgs:
+        known = ", ".join(o.id for o in config.organizations)
+        _print_err(f"no organization {args.org!r} in the config (known: {known})")
+        return 2
+    table = args.table or os.environ.get("SNAPSHOTS_TABLE")
+    reports: list[OrgReport] = []
+    if table:
+        from spendwatch.store import SnapshotStore  # noqa: PLC0415
+
+        store = SnapshotStore(table)
+        source = f"DynamoDB table {table}"
+        for org in orgs:
+            history: SnapshotHistory = TableHistory(store, org.id)
+            reports.append(OrgReport(org, history))
+    else:
+        source = "a fresh local poll"
+        snapshots = {s.org_id: s for s in _fresh_snapshots(config, args.org)}
+        for org in orgs:
+            reports.append(
+                OrgReport(
+                    org,
+                    MemoryHistory([snapshots[org.id]]),
+                    "Built from one poll made now, without history: per-day splits and earlier months need "
+                    "the deployed table (--table or SNAPSHOTS_TABLE).",
+                )
+            )
+            for failure in snapshots[org.id].failures:
+                _print_err(f"{org.id}: source {failure.source} failed [{failure.kind}]: {failure.detail}")
+    from botocore.exceptions import BotoCoreError, ClientError  # noqa: PLC0415
+
+    now = datetime.now(UTC)  # after the local poll, so its snapshot is not in the future
+    try:
+        page = render_report(reports, month, now=now, source=source)
+        totals = org_totals(reports, month, now)
+    except ClientError as exc:
+        _print_err(f"cannot read the snapshots table {table}: {exc.response.get('Error', {}).get('Code', 'error')}")
+        return 2
+    except BotoCoreError as exc:
+        _print_err(f"cannot read the snapshots table {table}: {type(exc).__name__}")
+        return 2
+    out = Path(args.out or f"spendwatch-report-{month}.html")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(page, encoding="utf-8")
+    for org_id, total in totals.items():
+        print(f"{org_id} {month}: month to date {'unknown' if total is None else f'${total:,.2f}'}")
+    print(f"report written to {out.resolve()}")
+    return 0 if any(total is not None for total in totals.values()) else 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="spendwatch", description="Watch an OpenAI organization's money.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -389,6 +462,18 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--snapshot", metavar="FILE", help="a snapshot as printed by `poll --json` instead of a poll")
     check.add_argument("--json", action="store_true", help="print exactly one JSON document on stdout")
     check.set_defaults(func=cmd_check)
+    report = sub.add_parser("report", help="write one self-contained HTML page of a month's spend")
+    report.add_argument("--org", help="only this organization id")
+    report.add_argument("--month", metavar="YYYY-MM", help="the UTC month (default: this month)")
+    report.add_argument(
+        "--out", metavar="FILE", help="where to write the page (default: spendwatch-report-<month>.html)"
+    )
+    report.add_argument(
+        "--table",
+        metavar="NAME",
+        help="the deployed snapshots table (default: SNAPSHOTS_TABLE; none: a fresh local poll)",
+    )
+    report.set_defaults(func=cmd_report)
     test_alert = sub.add_parser("test-alert", help="send a test message to every configured channel")
     test_alert.add_argument("--channel", help="only this channel")
     test_alert.set_defaults(func=cmd_test_alert)

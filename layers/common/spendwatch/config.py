@@ -488,6 +488,39 @@ class SilenceConfig(_Model):
         return now < self.until and self.org in (None, org_id) and self.rule in (None, rule)
 
 
+# --- Spend digests (reference: README.md, "See your spend") ---------------------------------------------
+
+Weekday = Literal["monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday"]
+WEEKDAYS: tuple[Weekday, ...] = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
+
+
+class DigestConfig(_Model):
+    """A scheduled spend summary of one organization: daily (yesterday) or weekly (the last seven days).
+
+    Sent once per period, at `hour_utc` (and on `weekday` for a weekly one) or on the first run after it,
+    to `channels` (default: the organization's alert channels).
+    """
+
+    every: Literal["day", "week"]
+    hour_utc: Annotated[int, Field(ge=0, le=23)] = 8
+    weekday: Weekday | None = None
+    """weekly digests only; default monday"""
+    channels: tuple[str, ...] = ()
+    """empty: the organization's `channels`"""
+
+    @model_validator(mode="after")
+    def _weekday_only_weekly(self) -> DigestConfig:
+        if self.every == "day" and self.weekday is not None:
+            raise ValueError("weekday is only for a weekly digest (every: week)")
+        _unique(self.channels, "digest channels")
+        return self
+
+    @property
+    def send_weekday(self) -> int:
+        """0 = Monday, as `date.weekday()` counts."""
+        return WEEKDAYS.index(self.weekday or "monday")
+
+
 class OrganizationConfig(_Model):
     """One monitored OpenAI organization."""
 
@@ -519,6 +552,8 @@ class OrganizationConfig(_Model):
     credit_grants: Annotated[tuple[DeclaredGrant, ...], Field(max_length=100)] = ()
     rules: RulesConfig = RulesConfig()
     """alert rule settings (docs/rules.md); `budget` above stays the organization's own budget"""
+    digests: tuple[DigestConfig, ...] = ()
+    """scheduled spend summaries (README.md, "See your spend"); none by default"""
 
     def admin_key_ref(self) -> SecretRef:
         return self.admin_key or SecretRef(parameter=f"/spendwatch/{self.id}/openai-admin-key", env="OPENAI_ADMIN_KEY")
@@ -557,6 +592,20 @@ class SpendwatchConfig(_Model):
         problems = consistency_problems(self)
         if problems:
             raise InconsistentConfigError(problems)
+        return self
+
+    @model_validator(mode="after")
+    def _digest_channels_resolve(self) -> SpendwatchConfig:
+        for index, org in enumerate(self.organizations):
+            for number, digest in enumerate(org.digests):
+                for name in digest.channels:
+                    if name not in self.channels:
+                        known = sorted(self.channels) or "none defined"
+                        where = f"organizations[{index}].digests[{number}].channels"
+                        raise ValueError(f"{where}: unknown channel {name!r} (known: {known})")
+                if not (digest.channels or org.channels):
+                    where = f"organizations[{index}].digests[{number}]"
+                    raise ValueError(f"{where}: no channel to send it to (name channels here or on the organization)")
         return self
 
     def organization(self, org_id: str) -> OrganizationConfig:

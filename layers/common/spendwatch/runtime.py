@@ -35,6 +35,7 @@ from spendwatch.senders import (
     Sender,
     SlackCredentials,
     SlackSender,
+    SlackTransport,
 )
 
 CONFIG_CACHE_SECONDS = 60
@@ -203,6 +204,7 @@ def sender_factory(
     environ: Mapping[str, str] | None = None,
     pacer: Pacer | None = None,
     ses_client: Callable[[], object] | None = None,
+    slack_transport: SlackTransport | None = None,
 ) -> SenderBuilder:
     """Builds the sender of a configured channel: Slack (webhook or bot token) or e-mail (SES v2).
 
@@ -210,6 +212,7 @@ def sender_factory(
     refuses the credential, so a rotated token or webhook URL is picked up without a redeploy. Client
     timeouts come from `SPENDWATCH_SLACK_TIMEOUT_S`, `SPENDWATCH_SLACK_CONNECT_TIMEOUT_S`,
     `SPENDWATCH_SES_CONNECT_TIMEOUT_S` and `SPENDWATCH_SES_READ_TIMEOUT_S` when set (`DeliveryTimeouts`).
+    `slack_transport` replaces the plain post (the digest uploads its chart through it).
     """
     env = os.environ if environ is None else environ
     timeouts = DeliveryTimeouts.from_environ(env)
@@ -231,6 +234,7 @@ def sender_factory(
                 pacer=pacer,
                 timeout_s=timeouts.spendwatch_slack_timeout_s,
                 connect_timeout_s=timeouts.spendwatch_slack_connect_timeout_s,
+                transport=slack_transport,
             )
         if isinstance(channel, EmailChannelConfig):
             extra = {"client": ses_client} if ses_client is not None else {}

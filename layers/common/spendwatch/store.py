@@ -5,7 +5,7 @@ notification log). The only module that talks to DynamoDB; it returns domain mod
 from __future__ import annotations
 
 import time
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import MAX_EMAX, MIN_EMIN, Context, Decimal
 from typing import TYPE_CHECKING, Any
 
@@ -115,6 +115,54 @@ class SnapshotStore:
         )
         items = response.get("Items", [])
         return parse_utc(items[0]["sk"]["S"].removeprefix("SNAP#")) if items else None
+
+    def snapshot_at_or_before(self, org_id: str, moment: datetime) -> Snapshot | None:
+        """The org's newest whole snapshot polled at or before `moment` (one Query, `Limit: 1`), or None.
+
+        The digest and the report read the month-to-date breakdowns at period and day boundaries this way.
+        """
+        from spendwatch.snapshot import snapshot_sk  # noqa: PLC0415
+
+        response = self._client.query(
+            TableName=self._table,
+            KeyConditionExpression="pk = :pk AND sk BETWEEN :first AND :until",
+            ExpressionAttributeValues={
+                ":pk": {"S": org_pk(org_id)},
+                ":first": {"S": "SNAP#"},
+                ":until": {"S": snapshot_sk(moment)},
+            },
+            ScanIndexForward=False,
+            Limit=1,
+        )
+        items = response.get("Items", [])
+        return Snapshot.from_item(from_attribute_map(items[0])) if items else None
+
+    def snapshots_between(self, org_id: str, start: datetime, end: datetime) -> list[Snapshot]:
+        """Every poll of the org in [start, end), oldest first, as `HISTORY_FIELDS` only (a few hundred
+        bytes each): what the health figures of a digest or report count."""
+        from spendwatch.snapshot import snapshot_sk  # noqa: PLC0415
+
+        names = {f"#f{i}": name for i, name in enumerate(self.HISTORY_FIELDS)}
+        request: dict[str, Any] = {
+            "TableName": self._table,
+            # `sk < end`: BETWEEN is inclusive, so the end bound is the last second before `end`.
+            "KeyConditionExpression": "pk = :pk AND sk BETWEEN :start AND :end",
+            "ExpressionAttributeValues": {
+                ":pk": {"S": org_pk(org_id)},
+                ":start": {"S": snapshot_sk(start)},
+                ":end": {"S": snapshot_sk(end - timedelta(seconds=1))},
+            },
+            "ProjectionExpression": ", ".join(names),
+            "ExpressionAttributeNames": names,
+        }
+        items: list[dict[str, Any]] = []
+        while True:
+            response = self._client.query(**request)
+            items.extend(response.get("Items", []))
+            if "LastEvaluatedKey" not in response:
+                break
+            request["ExclusiveStartKey"] = response["LastEvaluatedKey"]
+        return [Snapshot.from_item(from_attribute_map(item)) for item in items]
 
 
 class ClaimLostError(Exception):
@@ -283,6 +331,29 @@ class AlertStateStore:
         self._client.update_item(
             TableName=self._table, Key=self._key(org_id, key), UpdateExpression="REMOVE pending_until, held_at"
         )
+
+    def notified_between(self, org_id: str, start: datetime, end: datetime) -> list[AlertState]:
+        """The org's notification-log entries whose last notification was in [start, end) (one Query,
+        paginated): what a digest reports as "alerts sent this period"."""
+        request: dict[str, Any] = {
+            "TableName": self._table,
+            "KeyConditionExpression": "pk = :pk AND begins_with(sk, :alert)",
+            "FilterExpression": "notified_at >= :start AND notified_at < :end",
+            "ExpressionAttributeValues": {
+                ":pk": {"S": org_pk(org_id)},
+                ":alert": {"S": "ALERT#"},
+                ":start": {"S": start.isoformat()},
+                ":end": {"S": end.isoformat()},
+            },
+        }
+        states: list[AlertState] = []
+        while True:
+            response = self._client.query(**request)
+            states.extend(_state_from_item(from_attribute_map(item)) for item in response.get("Items", []))
+            if "LastEvaluatedKey" not in response:
+                break
+            request["ExclusiveStartKey"] = response["LastEvaluatedKey"]
+        return states
 
 
 def _state_from_item(item: dict[str, Any]) -> AlertState:

@@ -2,8 +2,9 @@
 
 Simulated OpenAI organization and a local Slack stand-in by default; the real OpenAI API when
 `OPENAI_ADMIN_KEY` is set, and real Slack when `SLACK_WEBHOOK_URL` or `SLACK_BOT_TOKEN` + `SLACK_CHANNEL`
-are set. The handlers' own output (JSON logs and EMF metrics, as CloudWatch would show them) goes to
-`.demo/handlers.log`.
+are set. It ends with the digest function's run (a daily digest of the simulated organization) and
+`spendwatch report`'s page, written to `.demo/`. The handlers' own output (JSON logs and EMF metrics, as
+CloudWatch would show them) goes to `.demo/handlers.log`.
 """
 
 from __future__ import annotations
@@ -46,6 +47,7 @@ def simulated_config_text() -> str:
         f"    admin_key_id: {ADMIN_KEY_ID}\n"
         f"    budget: {{monthly_usd: {DEFAULT_MONTHLY_BUDGET_USD}, thresholds_percent: [50, 80, 100]}}\n"
         "    channels: [slack]\n"
+        "    digests: [{every: day, hour_utc: 0}]\n"
         "channels:\n"
         "  slack: {type: slack}\n"
     )
@@ -141,6 +143,49 @@ def describe_poll(snapshots: dict[str, Snapshot], config: SpendwatchConfig, queu
     return lines
 
 
+def show_digest_and_report(
+    pipeline: LocalPipeline, config: SpendwatchConfig, moment: datetime, fake_slack: Any, log: TextIO
+) -> list[str]:
+    """Step 5: the digest function's run for this hour, its chart, and `spendwatch report`'s page."""
+    from spendwatch.chart import layout_daily  # noqa: PLC0415
+    from spendwatch.chart_png import render_png  # noqa: PLC0415
+    from spendwatch.digest import build_digest, due_period  # noqa: PLC0415
+    from spendwatch.history import TableHistory  # noqa: PLC0415
+    from spendwatch.report import OrgReport, render_report  # noqa: PLC0415
+
+    store = SnapshotStore(pipeline.tables["SnapshotsTable"])
+    before = len(fake_slack.messages) if fake_slack else 0
+    with handler_output(log):
+        result = pipeline.run_digest(moment)
+    sent = [e for entries in result["organizations"].values() for e in entries if e["status"] == "sent"]
+    lines = []
+    if not any(org.digests for org in config.organizations):
+        lines.append("5. Digest: no `digests:` in the config (add `digests: [{every: day}]` to an organization).")
+    elif fake_slack is not None:
+        lines.append(f"5. Digest: the digest function sent {len(sent)} daily digest(s). Slack shows:\n")
+        for message in fake_slack.messages[before:]:
+            lines.append("\n".join(f"   | {line}" for line in str(message.text or "").splitlines()) + "\n")
+    else:
+        lines.append(f"5. Digest: the digest function sent {len(sent)} daily digest(s) to your channels.")
+    for org in config.organizations:
+        for entry in org.digests[:1]:
+            digest = build_digest(
+                org, due_period(entry, moment), TableHistory(store, org.id), now=moment, alerts_sent=None
+            )
+            picture = LOG_PATH.parent / f"digest-chart-{org.id}.png"
+            picture.write_bytes(render_png(layout_daily(digest.chart)))
+            lines.append(
+                f"   Its chart (what a bot-token channel gets as an upload; a webhook gets the sparkline): {picture}"
+            )
+    month = moment.strftime("%Y-%m")
+    reports = [OrgReport(org, TableHistory(store, org.id)) for org in config.organizations]
+    page = render_report(reports, month, now=moment, source=f"the demo's {pipeline.dynamodb_kind} table")
+    path = (LOG_PATH.parent / f"spendwatch-report-{month}.html").resolve()
+    path.write_text(page, encoding="utf-8")
+    lines.append(f"6. Report: `spendwatch report` wrote the month's page (open it in a browser): {path}")
+    return lines
+
+
 def run_demo(environ: Mapping[str, str] | None = None, out: Callable[[str], None] = print) -> int:
     from spendwatch.devtools.fake_openai import FakeOpenAI  # noqa: PLC0415
     from spendwatch.devtools.fake_slack import FakeSlack  # noqa: PLC0415
@@ -204,5 +249,7 @@ def run_demo(environ: Mapping[str, str] | None = None, out: Callable[[str], None
         if dead:
             out(f"   {len(dead)} record(s) reached the dead-letter queue; see {LOG_PATH}")
             return 1
+        for line in show_digest_and_report(pipeline, setup.config, poll_time, fake_slack, log):
+            out(line)
     out("\nDone. To deploy: `sam build && sam deploy --guided` (docs/deploy.md).")
     return 0

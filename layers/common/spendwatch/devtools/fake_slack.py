@@ -1,4 +1,6 @@
-"""A local HTTP server speaking Slack's Web API (``chat.postMessage``, ``auth.test``) and webhook wire format.
+"""A local HTTP server speaking Slack's Web API (``chat.postMessage``, ``auth.test``, the external file upload of
+``files_upload_v2``: ``files.getUploadURLExternal``, the upload URL, ``files.completeUploadExternal``) and
+webhook wire format.
 
 ``slack_sdk`` uses ``urllib``, so HTTP mocking libraries cannot intercept it; point a real client at
 :class:`FakeSlack` instead::
@@ -38,6 +40,7 @@ __all__ = [
     "FakeSlack",
     "ReceivedMessage",
     "SlackRequest",
+    "UploadedFile",
     "refused_url",
 ]
 
@@ -47,6 +50,7 @@ DEFAULT_WEBHOOK_PATH: Final = "/services/T000SIM/B000SIM/SIMULATEDwebhook0000000
 MAX_TEXT_LENGTH: Final = 40_000
 """``chat.postMessage`` rejects longer ``text`` with ``msg_too_long``."""
 
+_FILE_METHODS: Final = frozenset({"files.getUploadURLExternal", "files.completeUploadExternal"})
 _JSON_UTF8: Final = "application/json; charset=utf-8"
 _TEXT: Final = "text/plain; charset=utf-8"
 _WEBHOOK_ERROR_STATUS: Final = {
@@ -76,6 +80,20 @@ class ReceivedMessage:
     payload: dict[str, Any]
     """Every parsed field the client sent (minus ``token``)."""
     ts: str
+
+
+@dataclass(slots=True)
+class UploadedFile:
+    """A file announced with ``files.getUploadURLExternal``; ``content`` is set by the upload,
+    ``channel`` when ``files.completeUploadExternal`` shares it."""
+
+    id: str
+    filename: str
+    length: int
+    alt_txt: str | None
+    content: bytes | None = None
+    title: str | None = None
+    channel: str | None = None
 
 
 class SlackRequest(NamedTuple):
@@ -141,6 +159,7 @@ class FakeSlack(LoopbackService):
         self._webhook_revoked = False
         self._epoch = int(time.time())
         self._counter = 0
+        self._files: dict[str, UploadedFile] = {}
 
     # ---- public API -----------------------------------------------------------------------------
 
@@ -164,6 +183,12 @@ class FakeSlack(LoopbackService):
         """Every request with the status and Slack error code it got, in order."""
         with self._cond:
             return list(self._log)
+
+    @property
+    def files(self) -> list[UploadedFile]:
+        """Files announced for upload, in order (shared ones have a ``channel``)."""
+        with self._cond:
+            return list(self._files.values())
 
     def wait_for(self, n: int, timeout: float = 5.0) -> list[ReceivedMessage]:
         """Block until at least ``n`` messages arrived; return them all. Raises ``TimeoutError``."""
@@ -234,6 +259,7 @@ class FakeSlack(LoopbackService):
         """Forget messages, log and pending failures; un-revoke and un-archive."""
         with self._cond:
             self._messages.clear()
+            self._files.clear()
             self._log.clear()
             self._failures.clear()
             self._archived.clear()
@@ -257,6 +283,8 @@ class FakeSlack(LoopbackService):
             response, error = self._api(request)
         elif target == "webhook":
             response, error = self._webhook(request)
+        elif request.path.startswith("/upload/v1/"):
+            response, error = self._upload(request)
         else:
             response, error = HttpResponse(404, b"not_found", _TEXT), "not_found"
         if failure is not None and failure.kind == "drop":
@@ -289,10 +317,12 @@ class FakeSlack(LoopbackService):
             return _api_error("invalid_json"), "invalid_json"
         token = _bearer(request.headers) or params.pop("token", None)
         auth_error = self._auth_error(token if isinstance(token, str) else None)
-        if method not in {"chat.postMessage", "auth.test"}:
+        if method not in {"chat.postMessage", "auth.test", *_FILE_METHODS}:
             return _api_error("unknown_method"), "unknown_method"
         if auth_error:
             return _api_error(auth_error), auth_error
+        if method in _FILE_METHODS:
+            return self._file_method(method, params)
         if method == "auth.test":
             return _api_ok(
                 {
@@ -381,6 +411,52 @@ class FakeSlack(LoopbackService):
             self._messages.append(message)
             self._cond.notify_all()
         return HttpResponse(200, b"ok", _TEXT), None
+
+    def _file_method(self, method: str, params: dict[str, Any]) -> tuple[HttpResponse, str | None]:
+        """``files.getUploadURLExternal`` (announce) and ``files.completeUploadExternal`` (share)."""
+        if method == "files.getUploadURLExternal":
+            filename, length = params.get("filename"), str(params.get("length") or "")
+            if not filename or not length.isdigit():
+                return _api_error("invalid_arguments"), "invalid_arguments"
+            with self._cond:
+                file_id = f"F0SIM{len(self._files) + 1:06d}"
+                self._files[file_id] = UploadedFile(file_id, str(filename), int(length), params.get("alt_txt"))
+            upload_url = f"{self.root_url}/upload/v1/{file_id}"
+            return _api_ok({"upload_url": upload_url, "file_id": file_id}), None
+        try:
+            shared = json.loads(str(params.get("files") or "[]"))
+            blocks = json.loads(params["blocks"]) if isinstance(params.get("blocks"), str) else params.get("blocks")
+        except ValueError:
+            return _api_error("invalid_arguments"), "invalid_arguments"
+        channel_id = params.get("channel_id")
+        if channel_id is not None and channel_id not in self.channels:
+            return _api_error("channel_not_found"), "channel_not_found"  # IDs only, never a name
+        with self._cond:
+            found = [self._files.get(str(f.get("id"))) for f in shared if isinstance(f, dict)]
+            if not found or any(f is None or f.content is None for f in found):
+                return _api_error("file_not_found"), "file_not_found"
+            for entry, uploaded in zip(shared, found, strict=True):
+                assert uploaded is not None
+                uploaded.title, uploaded.channel = entry.get("title"), channel_id
+            if channel_id is not None:
+                comment = params.get("initial_comment")
+                payload = {**params, "blocks": blocks}
+                self._messages.append(ReceivedMessage("api", channel_id, comment, blocks, payload, self._next_ts()))
+                self._cond.notify_all()
+        files = [{"id": f.id, "title": f.title} for f in found if f is not None]
+        return _api_ok({"files": files}), None
+
+    def _upload(self, request: HttpRequest) -> tuple[HttpResponse, str | None]:
+        """The upload URL: the raw bytes of an announced file, of exactly the announced length."""
+        file_id = request.path.removeprefix("/upload/v1/")
+        with self._cond:
+            uploaded = self._files.get(file_id)
+            if request.method != "POST" or uploaded is None:
+                return HttpResponse(404, b"not_found", _TEXT), "not_found"
+            if len(request.body) != uploaded.length:
+                return HttpResponse(400, b"length_mismatch", _TEXT), "length_mismatch"
+            uploaded.content = bytes(request.body)
+        return HttpResponse(200, b"OK - " + str(len(request.body)).encode(), _TEXT), None
 
     def _next_ts(self) -> str:
         self._counter += 1

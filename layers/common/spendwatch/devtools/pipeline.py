@@ -101,6 +101,7 @@ class LocalPipeline:
         self.alerter: ModuleType | None = None
         self.poll_queue: SqsEventSource | None = None
         self.watchdog: ModuleType | None = None
+        self.digest: ModuleType | None = None
 
     @property
     def dynamodb_kind(self) -> str:
@@ -160,6 +161,7 @@ class LocalPipeline:
         self.poller = load_handler(self.root, "poller")
         self.alerter = load_handler(self.root, "alerter")
         self.watchdog = load_handler(self.root, "watchdog")
+        self.digest = load_handler(self.root, "digest")
 
     def configure(self, config_text: str, secrets: Mapping[str, str], environ: Mapping[str, str] = {}) -> None:
         """Store the config and the secrets in SSM, as `spendwatch config push` and the deploy guide do.
@@ -207,6 +209,11 @@ class LocalPipeline:
         """Invoke the watchdog handler with a scheduled event for `moment` (its notion of "now")."""
         assert self.watchdog is not None
         return self.watchdog.lambda_handler(scheduled_event(self.root, moment), context or FakeLambdaContext())
+
+    def run_digest(self, moment: datetime, context: FakeLambdaContext | None = None) -> Any:
+        """Invoke the digest handler with a scheduled event for `moment` (which digests are due)."""
+        assert self.digest is not None
+        return self.digest.lambda_handler(scheduled_event(self.root, moment), context or FakeLambdaContext())
 
     def dead_letters(self) -> list[dict[str, Any]]:
         sqs = boto3.client("sqs")
