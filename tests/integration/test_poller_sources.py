@@ -212,8 +212,9 @@ def test_poller_request_that_keeps_hanging_is_named_and_bounded_by_the_deadline(
     assert time.monotonic() - started < 6
     snapshot = stored(pipeline)
     projects = failure(snapshot, "projects")
-    assert projects.kind == "unavailable"
-    assert "timed out" in projects.detail
+    # Given up when no back-off fits before the deadline, or cut by it mid-attempt: named either way.
+    assert projects.kind in ("unavailable", "deadline")
+    assert "timed out waiting for a reply" in projects.detail
     assert failure(snapshot, "project_spend_limits").detail == "not read: the project list could not be read"
     assert snapshot.month_to_date_usd == openai.org.month_to_date_usd()
 
