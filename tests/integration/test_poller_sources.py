@@ -229,7 +229,6 @@ MALFORMED: list[tuple[str, MalformedKind, str, str]] = [
     ("/v1/organization/projects", "missing_fields", "projects", "list has no 'data' list"),
     ("/v1/organization/spend_limit", "null_fields", "spend_limit", "threshold_amount is null"),
     ("/v1/organization/spend_alerts", "string_numbers", "spend_alerts", "threshold_amount is a string"),
-    ("/v1/organization/admin_api_keys", "missing_fields", "admin_key", "expires_at is missing"),
     ("/dashboard/billing/credit_grants", "null_fields", "credit_grants", "total_granted is null"),
     ("/dashboard/billing/credit_grants", "missing_fields", "credit_grants", "grants is not an object"),
     ("/dashboard/billing/subscription", "string_numbers", "subscription", "hard_limit_usd is a string"),

@@ -22,7 +22,10 @@ if TYPE_CHECKING:
 
 DEFAULT_CONFIG_PARAMETER = "/spendwatch/config"
 POLL_BUDGET_S = 120.0
-"""`spendwatch poll`: the time one organization's poll may take, retries included (as a Lambda's timeout)."""
+"""`spendwatch poll`/`check`: the time one organization's poll may take, retries included, as the poller
+Lambda's timeout; like the Lambda's, the poll stops asking `WRITE_RESERVE_S` (5 s) before it. `--budget`
+overrides it (e.g. tests, or a quick look)."""
+MIN_BUDGET_S = 6.0
 SSM_STANDARD_LIMIT_BYTES = 4096
 
 
@@ -109,7 +112,7 @@ def cmd_poll(args: argparse.Namespace) -> int:
     poll_time = datetime.now(UTC).replace(microsecond=0)
     snapshots = []
     for org in orgs:
-        client = OpenAIClient.for_org(org, secrets, base_url=base_url, deadline=Deadline(budget_s=POLL_BUDGET_S))
+        client = OpenAIClient.for_org(org, secrets, base_url=base_url, deadline=Deadline(budget_s=args.budget))
         snapshots.append(collect_snapshot(org, client, poll_time=poll_time, now=lambda: datetime.now(UTC)))
     if args.json:
         docs = [s.to_json_dict() for s in snapshots]
@@ -198,7 +201,7 @@ def cmd_check(args: argparse.Namespace) -> int:
         _print_err(f"no organization {args.org!r} in the config (known: {', '.join(known)})")
         return 2
     if snapshots is None:
-        snapshots = _fresh_snapshots(config, args.org)
+        snapshots = _fresh_snapshots(config, args.org, args.budget)
         if not any(s.sources_ok for s in snapshots):
             for snap in snapshots:
                 for failure in snap.failures:
@@ -257,7 +260,7 @@ def _check_one(config: SpendwatchConfig, snap: Snapshot, now: datetime) -> dict[
     }
 
 
-def _fresh_snapshots(config: SpendwatchConfig, org_id: str | None) -> list[Snapshot]:
+def _fresh_snapshots(config: SpendwatchConfig, org_id: str | None, budget_s: float) -> list[Snapshot]:
     from spendwatch.openai_api import DEFAULT_BASE_URL, Deadline, OpenAIClient  # noqa: PLC0415
     from spendwatch.poll import collect_snapshot  # noqa: PLC0415
     from spendwatch.secrets import EnvSecrets  # noqa: PLC0415
@@ -268,7 +271,7 @@ def _fresh_snapshots(config: SpendwatchConfig, org_id: str | None) -> list[Snaps
     return [
         collect_snapshot(
             org,
-            OpenAIClient.for_org(org, secrets, base_url=base_url, deadline=Deadline(budget_s=POLL_BUDGET_S)),
+            OpenAIClient.for_org(org, secrets, base_url=base_url, deadline=Deadline(budget_s=budget_s)),
             poll_time=poll_time,
             now=lambda: datetime.now(UTC),
         )
@@ -327,6 +330,27 @@ def cmd_test_alert(args: argparse.Namespace) -> int:
     return 0
 
 
+def _budget(text: str) -> float:
+    try:
+        seconds = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not MIN_BUDGET_S <= seconds <= 3600:
+        raise argparse.ArgumentTypeError(f"{text} s: the budget must be {MIN_BUDGET_S:.0f} to 3600 s")
+    return seconds
+
+
+def _budget_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--budget",
+        type=_budget,
+        default=POLL_BUDGET_S,
+        metavar="SECONDS",
+        help=f"time for each organization's poll, retries included; requests stop 5 s before it "
+        f"(default {POLL_BUDGET_S:.0f}, as the deployed poller)",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="spendwatch", description="Watch an OpenAI organization's money.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -344,11 +368,13 @@ def build_parser() -> argparse.ArgumentParser:
     poll = sub.add_parser("poll", help="poll OpenAI once and print the snapshot (no AWS needed)")
     poll.add_argument("--org", help="only this organization id")
     poll.add_argument("--json", action="store_true", help="print exactly one JSON document on stdout")
+    _budget_option(poll)
     poll.set_defaults(func=cmd_poll)
     check = sub.add_parser("check", help="print the alerts the rules would fire now, without sending anything")
     check.add_argument("--org", help="only this organization id")
     check.add_argument("--snapshot", metavar="FILE", help="a snapshot as printed by `poll --json` instead of a poll")
     check.add_argument("--json", action="store_true", help="print exactly one JSON document on stdout")
+    _budget_option(check)
     check.set_defaults(func=cmd_check)
     test_alert = sub.add_parser("test-alert", help="send a test message to every configured channel")
     test_alert.add_argument("--channel", help="only this channel")

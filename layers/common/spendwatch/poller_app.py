@@ -22,6 +22,12 @@ invoke is normally synchronous (not retried), and the deployed Scheduled Event o
 the schedule to poll directly, without a queue, its asynchronous retry could therefore not replace a
 failure snapshot of the first attempt.)
 
+Every poll ends in time to store its snapshot: its deadline is the invocation's remaining time, read when
+the poll starts, minus `WRITE_RESERVE_S` (`openai_api.Deadline`); every request is cut at that deadline and
+`collect_snapshot` returns by it, listing a source still running as `deadline` and keeping the rest. So a
+reply trickling a few bytes a second costs its source, never the snapshot (Lambda would otherwise end the
+invocation before the write, on every receive).
+
 Kept out of the handler so the handler stays a few lines and tests can inject the store, secrets, queue
 and clock.
 """
