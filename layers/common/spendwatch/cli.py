@@ -128,13 +128,30 @@ def cmd_poll(args: argparse.Namespace) -> int:
 
 
 def _failure_lines(snap: Snapshot) -> list[str]:
-    """Failed sources grouped by cause: a rejected key fails every source with the same message."""
+    """Failed sources grouped by cause (a rejected key fails every source with the same message), then
+    what sources that answered skipped (kind `skipped_rows`: not failures)."""
+    from spendwatch.poll import SKIPPED_ROWS  # noqa: PLC0415
+
     by_cause: dict[tuple[str, str], list[str]] = {}
     for failure in snap.failures:
         by_cause.setdefault((failure.kind, failure.detail), []).append(failure.source)
-    lines = [f"  failed [{kind}] {detail}: {', '.join(sources)}" for (kind, detail), sources in by_cause.items()]
+    lines = [
+        f"  failed [{kind}] {detail}: {', '.join(sources)}"
+        for (kind, detail), sources in by_cause.items()
+        if kind != SKIPPED_ROWS
+    ]
+    lines += [
+        f"  skipped in {', '.join(sources)}: {detail}"
+        for (kind, detail), sources in by_cause.items()
+        if kind == SKIPPED_ROWS
+    ]
     lines += [f"  condition: {condition}" for condition in snap.conditions]
     return lines
+
+
+def _failed(snap: Snapshot) -> list[str]:
+    """Sources that failed (a source that only skipped rows is ok: it is also in `sources_ok`)."""
+    return [f.source for f in snap.failures if f.source not in snap.sources_ok]
 
 
 def _poll_summary(snap: Snapshot) -> str:
@@ -146,7 +163,7 @@ def _poll_summary(snap: Snapshot) -> str:
     lines = [
         f"{snap.org_name} ({snap.org_id}) {snap.period}: month-to-date {usd(snap.month_to_date_usd)}, "
         f"data through {snap.data_through}, previous month {usd(snap.previous_month_usd)}",
-        f"  sources: {len(snap.sources_ok)} ok, {len(snap.failures)} failed"
+        f"  sources: {len(snap.sources_ok)} ok, {len(_failed(snap))} failed"
         + (f"; conditions: {', '.join(snap.conditions)}" if snap.conditions else ""),
     ]
     for share in snap.costs_by_project_usd[:5]:
