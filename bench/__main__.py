@@ -1,8 +1,8 @@
 """`make bench`: run every benchmark and print its figures."""
 
-from bench import alerter, cold_start, pipeline_latency, poll
+from bench import alerter, cold_start, pipeline_latency, poll, reply_sizes
 
-for module in (cold_start, pipeline_latency, poll, alerter):
+for module in (cold_start, pipeline_latency, poll, reply_sizes, alerter):
     print(f"== {module.__name__}")
     module.main()
     print()

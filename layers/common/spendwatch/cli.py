@@ -88,7 +88,8 @@ def cmd_poll(args: argparse.Namespace) -> int:
 
     With --json, stdout holds exactly one JSON document (an object for one organization, a list for
     several); diagnostics go to stderr. Exit 0 when a snapshot holds any data (failed sources are listed
-    in it), 1 when nothing could be collected, 2 on a config error.
+    in it), 1 when nothing could be collected, 2 on a config error. Each organization's poll has
+    --budget seconds, of which the last `WRITE_RESERVE_S` are kept back, as the poller Lambda keeps them.
     """
     from spendwatch.config import resolve_local_config  # noqa: PLC0415
     from spendwatch.money import dumps_exact  # noqa: PLC0415
