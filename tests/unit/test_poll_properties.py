@@ -13,8 +13,9 @@ from __future__ import annotations
 import json
 import threading
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from datetime import UTC, date, datetime
-from decimal import Decimal
+from decimal import Context, Decimal, Inexact, localcontext
 from functools import partial
 from typing import Any
 from urllib.parse import urlsplit
@@ -84,6 +85,11 @@ def usd(value: Any) -> Decimal:
     return Decimal(value)
 
 
+def exact_context() -> AbstractContextManager[Context]:
+    """Sums as the poll computes them: exact (the default context would round at 28 digits)."""
+    return localcontext(Context(prec=100, traps=[Inexact]))
+
+
 # --------------------------------------------------------------------------------------------------
 # valid payloads parse, to the figures they state
 # --------------------------------------------------------------------------------------------------
@@ -106,12 +112,13 @@ def test_parse_daily_costs_sums_every_amount_and_lists_the_rows_without_one(page
     days = parse_daily_costs(pages, "costs", skipped)
     expected = {datetime.fromtimestamp(b["start_time"], UTC).date(): Decimal(0) for p in pages for b in p["data"]}
     missing = 0
-    for start, row in cost_rows(pages):
-        amount = amount_of(row)
-        if amount is None:
-            missing += 1
-        else:
-            expected[datetime.fromtimestamp(start, UTC).date()] += amount
+    with exact_context():
+        for start, row in cost_rows(pages):
+            amount = amount_of(row)
+            if amount is None:
+                missing += 1
+            else:
+                expected[datetime.fromtimestamp(start, UTC).date()] += amount
     assert days == expected
     assert len(skipped.where) == missing
 
@@ -121,11 +128,12 @@ def test_parse_daily_costs_sums_every_amount_and_lists_the_rows_without_one(page
 def test_parse_grouped_costs_sums_by_group(pages: list[Any], group: str) -> None:
     pages = wire(pages)
     expected: dict[str, Decimal] = {}
-    for _, row in cost_rows(pages):
-        amount = amount_of(row)
-        if amount is not None:
-            key = row.get(group) or NONE_KEY
-            expected[key] = expected.get(key, Decimal(0)) + amount
+    with exact_context():
+        for _, row in cost_rows(pages):
+            amount = amount_of(row)
+            if amount is not None:
+                key = row.get(group) or NONE_KEY
+                expected[key] = expected.get(key, Decimal(0)) + amount
     assert parse_grouped_costs(pages, group, "costs_by_project") == expected
 
 
