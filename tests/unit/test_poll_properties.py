@@ -345,16 +345,18 @@ class OrgSession:
         self, url: str, *, params: Any, headers: dict[str, str], timeout: Any, stream: bool = False
     ) -> requests.Response:
         path = urlsplit(url).path.removeprefix("/v1")
-        source, project = self._source(path, dict(params or {}))
-        reply = self.replies[source]
-        if project is not None:
-            reply = reply[project]
-        key = f"{source}/{project}" if project else source
-        body = self.raw.get(key)
+        try:
+            source, project = self._source(path, dict(params or {}))
+            reply = self.replies[source] if project is None else self.replies[source][project]
+        except (KeyError, IndexError):  # e.g. a hostile project list named a project that does not exist
+            return Reply(404, b'{"error": {"message": "Not found", "code": "not_found"}}', {}).fresh()
+        body = self.raw.get(source if project is None else f"{source}/{project}")
         if body is None:
-            if isinstance(reply, list) and source != "projects":  # bucketed: one page per reply
-                reply = reply[0] if len(reply) == 1 or "page" not in (params or {}) else reply[1]
-                if len(self.replies[source]) > 1 and "page" not in (params or {}):
+            pages = reply if isinstance(reply, list) and source != "projects" else None
+            if pages and all(isinstance(p, dict) for p in pages):  # bucketed: one page per request
+                second = "page" in (params or {}) and len(pages) > 1
+                reply = pages[1] if second else pages[0]
+                if len(pages) > 1 and not second:
                     reply = {**reply, "has_more": True, "next_page": "p2"}
             body = to_json(reply).encode()
         return Reply(200, body, {"Content-Type": "application/json"}).fresh()
