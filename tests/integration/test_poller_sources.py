@@ -212,8 +212,9 @@ def test_poller_request_that_keeps_hanging_is_named_and_bounded_by_the_deadline(
     assert time.monotonic() - started < 6
     snapshot = stored(pipeline)
     projects = failure(snapshot, "projects")
-    assert projects.kind == "unavailable"
-    assert "timed out" in projects.detail
+    # Given up when no back-off fits before the deadline, or cut by it mid-attempt: named either way.
+    assert projects.kind in ("unavailable", "deadline")
+    assert "timed out waiting for a reply" in projects.detail
     assert failure(snapshot, "project_spend_limits").detail == "not read: the project list could not be read"
     assert snapshot.month_to_date_usd == openai.org.month_to_date_usd()
 
@@ -228,7 +229,6 @@ MALFORMED: list[tuple[str, MalformedKind, str, str]] = [
     ("/v1/organization/projects", "missing_fields", "projects", "list has no 'data' list"),
     ("/v1/organization/spend_limit", "null_fields", "spend_limit", "threshold_amount is null"),
     ("/v1/organization/spend_alerts", "string_numbers", "spend_alerts", "threshold_amount is a string"),
-    ("/v1/organization/admin_api_keys", "missing_fields", "admin_key", "expires_at is missing"),
     ("/dashboard/billing/credit_grants", "null_fields", "credit_grants", "total_granted is null"),
     ("/dashboard/billing/credit_grants", "missing_fields", "credit_grants", "grants is not an object"),
     ("/dashboard/billing/subscription", "string_numbers", "subscription", "hard_limit_usd is a string"),

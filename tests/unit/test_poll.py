@@ -78,7 +78,7 @@ def test_collect_daily_costs_query_is_the_utc_month_with_exclusive_end() -> None
     ("mutate", "expected"),
     [
         (lambda b: b["results"][0]["amount"].update(value="12.3"), "amount.value is a string"),
-        (lambda b: b["results"][0]["amount"].update(value=None), "amount.value is null"),
+        (lambda b: b.update(start_time=2**70), "start_time is 1.181e+21, not a plausible Unix time"),
         (lambda b: b["results"][0]["amount"].update(currency="eur"), "currency is 'eur'"),
         (lambda b: b.pop("results"), "results is not a list"),
         (lambda b: b.update(start_time="x"), "start_time is a string"),
@@ -93,6 +93,21 @@ def test_collect_snapshot_names_malformed_fields_and_keeps_going(mutate: Any, ex
     assert failure.source == "costs"
     assert failure.kind == "malformed"
     assert expected in failure.detail
+
+
+def test_collect_snapshot_cost_rows_without_an_amount_keep_month_to_date_and_are_named() -> None:
+    """Issue 7, item 4: a cost result without `amount` (allowed by the spec) used to fail the source."""
+    pages = [{"data": [bucket(1, "1.5", "2"), bucket(2, "0.25")]}]
+    pages[0]["data"][0]["results"].insert(1, {"object": "organization.costs.result"})
+    pages[0]["data"][1]["results"][0]["amount"]["value"] = None
+    snapshot = collect_snapshot(ORG, ScriptedClient(pages), poll_time=WHEN, now=lambda: WHEN)
+    assert snapshot.month_to_date_usd == Decimal("3.5")
+    assert "costs" in snapshot.sources_ok
+    [note] = snapshot.failures
+    assert (note.source, note.kind) == ("costs", "skipped_rows")
+    assert note.detail == (
+        "2 cost rows without an amount skipped (page 1 data[0].results[1], page 1 data[1].results[0])"
+    )
 
 
 def test_collect_snapshot_records_a_failed_source_instead_of_raising() -> None:

@@ -8,7 +8,7 @@ import json
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 from aws_lambda_powertools.utilities.batch.exceptions import BatchProcessingError
@@ -309,3 +309,46 @@ def test_poll_app_settings_name_a_bad_variable() -> None:
         PollerSettings.from_environ(base | {"OPENAI_READ_TIMEOUT_S": "0"})
     with pytest.raises(EnvironmentConfigError, match="POLL_MAX_RECEIVE_COUNT"):
         PollerSettings.from_environ(base | {"POLL_MAX_RECEIVE_COUNT": "0"})
+
+
+def test_poll_app_source_that_only_skipped_rows_is_not_reported_as_failed(caplog: pytest.LogCaptureFixture) -> None:
+    """A cost row without an amount is skipped and named (issue 7, item 4); its source still answered."""
+    from .test_poll_collect import NOV_1
+
+    def routes(_: str) -> dict[str, Any]:
+        table = full_routes()
+        pages = cast("list[Any]", table[f"/organization/costs?{NOV_1}"])
+        pages[0]["data"][0]["results"].append({"object": "organization.costs.result"})
+        return table
+
+    poller, store = app(config("sim"), routes_for=routes)
+    result = poller.handle({"org_id": "sim"})
+    assert result["organizations"]["sim"]["failed_sources"] == []
+    snapshot = store.items[("sim", POLL_TIME)]
+    assert [(f.source, f.kind) for f in snapshot.failures] == [("costs", "skipped_rows")]
+    assert "costs" in snapshot.sources_ok
+    messages = [r.getMessage() for r in caplog.records]
+    assert "source answered but skipped rows" in messages
+    assert "source failed" not in messages
+
+
+def test_poll_cli_summary_lists_skipped_rows_apart_from_failures() -> None:
+    from spendwatch.cli import _poll_summary
+    from spendwatch.snapshot import SourceFailure
+
+    from .test_poll_collect import collect
+
+    snapshot = collect(CountedClient(full_routes()))
+    noted = snapshot.model_copy(
+        update={
+            "failures": (
+                SourceFailure(source="costs", kind="skipped_rows", detail="1 cost rows without an amount skipped (x)"),
+                SourceFailure(source="subscription", kind="unavailable", detail="server error 502 after 4 attempts"),
+            ),
+            "sources_ok": tuple(s for s in snapshot.sources_ok if s != "subscription"),
+        }
+    )
+    text = _poll_summary(noted)
+    assert f"sources: {len(noted.sources_ok)} ok, 1 failed" in text
+    assert "  failed [unavailable] server error 502 after 4 attempts: subscription" in text
+    assert "  skipped in costs: 1 cost rows without an amount skipped (x)" in text

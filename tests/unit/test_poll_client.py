@@ -13,7 +13,7 @@ import pytest
 import requests
 
 from spendwatch.config import parse_config
-from spendwatch.errors import AuthError, MalformedReplyError, UnavailableError
+from spendwatch.errors import AuthError, DeadlineError, MalformedReplyError, UnavailableError
 from spendwatch.openai_api import (
     ADMIN_KEY_MISSING,
     ADMIN_KEY_MISSING_SCOPE,
@@ -28,7 +28,7 @@ from spendwatch.openai_api import (
 )
 from spendwatch.secrets import EnvSecrets, SecretUnavailableError
 
-from .test_openai_client import ADMIN_KEY, OK_PAGE, FakeSession, client, response
+from .test_openai_client import ADMIN_KEY, OK_PAGE, FakeSession, Reply, client, response
 
 
 class CountingKeys:
@@ -49,11 +49,13 @@ class ThreadSafeSession(FakeSession):
         self.reply = reply
         self._lock = threading.Lock()
 
-    def get(self, url: str, *, params: Any, headers: dict[str, str], timeout: Any) -> requests.Response:
+    def get(
+        self, url: str, *, params: Any, headers: dict[str, str], timeout: Any, stream: bool = False
+    ) -> requests.Response:
         with self._lock:
             self.calls.append({"url": url, "auth": headers["Authorization"], "timeout": timeout})
-        reply: requests.Response = self.reply() if callable(self.reply) else self.reply
-        return reply
+        reply: Reply = self.reply() if callable(self.reply) else self.reply
+        return reply.fresh()
 
 
 def threaded_client(reply: Any, keys: CountingKeys, remaining_s: float = 60) -> tuple[OpenAIClient, ThreadSafeSession]:
@@ -87,14 +89,14 @@ def test_poll_client_revoked_key_is_asked_once_more_then_not_again_in_this_poll(
     with pytest.raises(KeyProblemError, match="admin key rejected") as second:
         c.get_json("/organization/projects", {}, source="projects")
     assert second.value.source == "projects"
-    assert len(session.calls) == 1, "the second source fails without sending the rejected key again"
+    assert len(session.calls) == 2, "costs, the key-wide check; the second source is not sent the key again"
     assert keys.reads == [False, True]
 
 
 def test_poll_client_picks_up_a_key_rotated_by_another_thread() -> None:
     keys = CountingKeys(ADMIN_KEY, "sk-admin-rotated-0000000000")
 
-    def reply() -> requests.Response:
+    def reply() -> Reply:
         return response(200, OK_PAGE)
 
     c, _ = threaded_client(reply, keys)
@@ -109,7 +111,7 @@ def test_poll_client_picks_up_a_key_rotated_by_another_thread() -> None:
     ("status", "message", "endpoint", "condition"),
     [
         (401, "Incorrect API key provided", None, ADMIN_KEY_REJECTED),
-        (403, "Missing scopes: api.usage.read.", None, ADMIN_KEY_MISSING_SCOPE),
+        (403, "Missing scopes: api.usage.read.", None, f"{ADMIN_KEY_MISSING_SCOPE}:api.usage.read"),
         (401, "Incorrect API key provided: sess-****", LEGACY, SESSION_KEY_REJECTED),
         (403, "must be made with a session key (that is, it can only be made from the browser)", LEGACY, None),
     ],
@@ -165,8 +167,9 @@ def test_poll_client_read_timeout_never_outlasts_the_invocation() -> None:
 
 def test_poll_client_sends_nothing_once_the_time_is_up() -> None:
     c, session, _ = client([response(200, OK_PAGE)], remaining_s=-1)
-    with pytest.raises(UnavailableError, match="time is used up"):
+    with pytest.raises(DeadlineError, match="not sent: the poll's time is used up") as caught:
         c.get_json("/organization/costs", {}, source="costs")
+    assert (caught.value.kind, caught.value.retryable) == ("deadline", True)
     assert session.calls == []
 
 

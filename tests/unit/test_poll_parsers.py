@@ -22,6 +22,7 @@ from spendwatch.poll import (
     OTHER_KEY,
     USAGE_BY_NAME,
     USAGE_SPECS,
+    SkippedRows,
     cap_counts,
     cap_shares,
     parse_admin_key,
@@ -141,12 +142,13 @@ def _set_amount(value: Any) -> Callable[[dict[str, Any]], None]:
     ("mutate", "expected"),
     [
         (_set_amount("12.3"), "results[0].amount.value is a string ('12.3'), expected a number"),
-        (_set_amount(None), "results[0].amount.value is null, expected a number"),
         (_set_amount(True), "results[0].amount.value is a bool, expected a number"),
         (_set_amount(1.5), "results[0].amount.value is a float, expected a number"),
         (_set_amount(Decimal("NaN")), "results[0].amount.value is NaN, expected a finite number"),
         (lambda b: b["results"][0]["amount"].update(currency="eur"), "amount.currency is 'eur', expected 'usd'"),
-        (lambda b: b["results"][0].pop("amount"), "results[0].amount is not an object (null)"),
+        (lambda b: b["results"][0].update(amount="1.5"), "results[0].amount is not an object (a string ('1.5'))"),
+        (lambda b: b["results"][0]["amount"].update(currency=7), "amount.currency is a int, expected 'usd'"),
+        (lambda b: b.update(start_time=10**20), "data[0].start_time is 1.000e+20, not a plausible Unix time"),
         (lambda b: b["results"].__setitem__(0, "x"), "results[0] is not an object (a string ('x'))"),
         (lambda b: b.pop("results"), "data[0].results is not a list (null)"),
         (lambda b: b.update(start_time="1787011200"), "data[0].start_time is a string"),
@@ -160,6 +162,51 @@ def test_parse_costs_malformed_rows_are_named(mutate: Callable[[dict[str, Any]],
     assert caught.value.source == "costs"
     assert expected in caught.value.detail
     assert caught.value.detail.startswith("page 1 data[0]")
+
+
+def test_parse_costs_result_without_an_amount_is_skipped_and_listed() -> None:
+    """OpenAI's spec requires only `object` in a cost result (issue 7, item 4): the rest is kept."""
+    rows = [
+        cost("1.5"),
+        {"object": "organization.costs.result", "line_item": None, "project_id": None},
+        {"object": "organization.costs.result", "amount": {"value": None, "currency": "usd"}},
+        {"object": "organization.costs.result", "amount": {"currency": "usd"}},
+        cost("2.25"),
+    ]
+    skipped = SkippedRows("cost rows without an amount")
+    pages = [exact(page(bucket(AUG_18, *rows)))]
+    assert parse_daily_costs(pages, "costs", skipped) == {date(2026, 8, 18): Decimal("3.75")}
+    note = skipped.note("costs")
+    assert note is not None
+    assert (note.source, note.kind) == ("costs", "skipped_rows")
+    assert note.detail == (
+        "3 cost rows without an amount skipped "
+        "(page 1 data[0].results[1], page 1 data[0].results[2], page 1 data[0].results[3])"
+    )
+    grouped = SkippedRows("cost rows without an amount")
+    rows[0] = cost("1.5", project_id="proj_a")
+    assert parse_grouped_costs([exact(page(bucket(AUG_18, *rows)))], "project_id", "costs_by_project", grouped) == {
+        "proj_a": Decimal("1.5"),
+        NONE_KEY: Decimal("2.25"),
+    }
+    assert len(grouped.where) == 3
+
+
+def test_parse_costs_amount_without_currency_is_usd_but_another_currency_is_an_error() -> None:
+    rows = [{"object": "organization.costs.result", "amount": {"value": num("0.06")}}, cost("1")]
+    assert parse_daily_costs([exact(page(bucket(AUG_18, *rows)))], "costs") == {date(2026, 8, 18): Decimal("1.06")}
+    rows[0]["amount"]["currency"] = None
+    assert parse_daily_costs([exact(page(bucket(AUG_18, *rows)))], "costs") == {date(2026, 8, 18): Decimal("1.06")}
+    rows[0]["amount"]["currency"] = "EUR"
+    with pytest.raises(MalformedReplyError, match=r"amount\.currency is 'EUR', expected 'usd'"):
+        parse_daily_costs([exact(page(bucket(AUG_18, *rows)))], "costs")
+
+
+def test_parse_costs_absurd_start_time_is_named_not_unexpected() -> None:
+    """Out of datetime's range: used to escape as an OverflowError (issue 7, item 5)."""
+    for start in (10**20, -(10**20), 253402300800):
+        with pytest.raises(MalformedReplyError, match=r"page 1 data\[0\]\.start_time is .*not a plausible Unix time"):
+            parse_daily_costs([{"data": [bucket(start, cost("1"))]}], "costs")
 
 
 # --------------------------------------------------------------------------------------------------
@@ -385,10 +432,24 @@ def test_parse_admin_key_expiry() -> None:
     body = exact({"object": "organization.admin_api_key", "id": "key_abc", "expires_at": 1788220800})
     assert parse_admin_key(body) == datetime(2026, 9, 1, tzinfo=UTC)
     assert parse_admin_key({**body, "expires_at": None}) is None
-    with pytest.raises(MalformedReplyError, match="expires_at is missing"):
-        parse_admin_key({"id": "key_abc"})
     with pytest.raises(MalformedReplyError, match="expires_at is a string"):
         parse_admin_key({"expires_at": "soon"})
+    with pytest.raises(MalformedReplyError, match=r"expires_at is 1\.000e\+30, not a plausible Unix time"):
+        parse_admin_key({"expires_at": 10**30})
+
+
+def test_parse_admin_key_without_expires_at_does_not_expire() -> None:
+    """The spec's own example of this reply omits `expires_at` (issue 7, item 4)."""
+    example = {
+        "object": "organization.admin_api_key",
+        "id": "key_abc",
+        "name": "Main Admin Key",
+        "redacted_value": "sk-admin...xyz",
+        "created_at": 1711471533,
+        "last_used_at": 1711471534,
+        "owner": {"type": "user", "object": "organization.user", "id": "user_123", "name": "John Doe"},
+    }
+    assert parse_admin_key(example) is None
 
 
 # --------------------------------------------------------------------------------------------------

@@ -22,7 +22,10 @@ if TYPE_CHECKING:
 
 DEFAULT_CONFIG_PARAMETER = "/spendwatch/config"
 POLL_BUDGET_S = 120.0
-"""`spendwatch poll`: the time one organization's poll may take, retries included (as a Lambda's timeout)."""
+"""`spendwatch poll`/`check`: the time one organization's poll may take, retries included, as the poller
+Lambda's timeout; like the Lambda's, the poll stops asking `WRITE_RESERVE_S` (5 s) before it. `--budget`
+overrides it (e.g. tests, or a quick look)."""
+MIN_BUDGET_S = 6.0
 SSM_STANDARD_LIMIT_BYTES = 4096
 
 
@@ -116,7 +119,8 @@ def cmd_poll(args: argparse.Namespace) -> int:
 
     With --json, stdout holds exactly one JSON document (an object for one organization, a list for
     several); diagnostics go to stderr. Exit 0 when a snapshot holds any data (failed sources are listed
-    in it), 1 when nothing could be collected, 2 on a config error.
+    in it), 1 when nothing could be collected, 2 on a config error. Each organization's poll has
+    --budget seconds, of which the last `WRITE_RESERVE_S` are kept back, as the poller Lambda keeps them.
     """
     from spendwatch.config import resolve_local_config  # noqa: PLC0415
     from spendwatch.money import dumps_exact  # noqa: PLC0415
@@ -140,7 +144,7 @@ def cmd_poll(args: argparse.Namespace) -> int:
     poll_time = datetime.now(UTC).replace(microsecond=0)
     snapshots = []
     for org in orgs:
-        client = OpenAIClient.for_org(org, secrets, base_url=base_url, deadline=Deadline(budget_s=POLL_BUDGET_S))
+        client = OpenAIClient.for_org(org, secrets, base_url=base_url, deadline=Deadline(budget_s=args.budget))
         snapshots.append(collect_snapshot(org, client, poll_time=poll_time, now=lambda: datetime.now(UTC)))
     if args.json:
         docs = [s.to_json_dict() for s in snapshots]
@@ -156,13 +160,30 @@ def cmd_poll(args: argparse.Namespace) -> int:
 
 
 def _failure_lines(snap: Snapshot) -> list[str]:
-    """Failed sources grouped by cause: a rejected key fails every source with the same message."""
+    """Failed sources grouped by cause (a rejected key fails every source with the same message), then
+    what sources that answered skipped (kind `skipped_rows`: not failures)."""
+    from spendwatch.poll import SKIPPED_ROWS  # noqa: PLC0415
+
     by_cause: dict[tuple[str, str], list[str]] = {}
     for failure in snap.failures:
         by_cause.setdefault((failure.kind, failure.detail), []).append(failure.source)
-    lines = [f"  failed [{kind}] {detail}: {', '.join(sources)}" for (kind, detail), sources in by_cause.items()]
+    lines = [
+        f"  failed [{kind}] {detail}: {', '.join(sources)}"
+        for (kind, detail), sources in by_cause.items()
+        if kind != SKIPPED_ROWS
+    ]
+    lines += [
+        f"  skipped in {', '.join(sources)}: {detail}"
+        for (kind, detail), sources in by_cause.items()
+        if kind == SKIPPED_ROWS
+    ]
     lines += [f"  condition: {condition}" for condition in snap.conditions]
     return lines
+
+
+def _failed(snap: Snapshot) -> list[str]:
+    """Sources that failed (a source that only skipped rows is ok: it is also in `sources_ok`)."""
+    return [f.source for f in snap.failures if f.source not in snap.sources_ok]
 
 
 def _poll_summary(snap: Snapshot) -> str:
@@ -174,7 +195,7 @@ def _poll_summary(snap: Snapshot) -> str:
     lines = [
         f"{snap.org_name} ({snap.org_id}) {snap.period}: month-to-date {usd(snap.month_to_date_usd)}, "
         f"data through {snap.data_through}, previous month {usd(snap.previous_month_usd)}",
-        f"  sources: {len(snap.sources_ok)} ok, {len(snap.failures)} failed"
+        f"  sources: {len(snap.sources_ok)} ok, {len(_failed(snap))} failed"
         + (f"; conditions: {', '.join(snap.conditions)}" if snap.conditions else ""),
     ]
     for share in snap.costs_by_project_usd[:5]:
@@ -229,7 +250,7 @@ def cmd_check(args: argparse.Namespace) -> int:
         _print_err(f"no organization {args.org!r} in the config (known: {', '.join(known)})")
         return 2
     if snapshots is None:
-        snapshots = _fresh_snapshots(config, args.org)
+        snapshots = _fresh_snapshots(config, args.org, args.budget)
         if not any(s.sources_ok for s in snapshots):
             for snap in snapshots:
                 for failure in snap.failures:
@@ -288,7 +309,7 @@ def _check_one(config: SpendwatchConfig, snap: Snapshot, now: datetime) -> dict[
     }
 
 
-def _fresh_snapshots(config: SpendwatchConfig, org_id: str | None) -> list[Snapshot]:
+def _fresh_snapshots(config: SpendwatchConfig, org_id: str | None, budget_s: float) -> list[Snapshot]:
     from spendwatch.openai_api import DEFAULT_BASE_URL, Deadline, OpenAIClient  # noqa: PLC0415
     from spendwatch.poll import collect_snapshot  # noqa: PLC0415
     from spendwatch.secrets import EnvSecrets  # noqa: PLC0415
@@ -299,7 +320,7 @@ def _fresh_snapshots(config: SpendwatchConfig, org_id: str | None) -> list[Snaps
     return [
         collect_snapshot(
             org,
-            OpenAIClient.for_org(org, secrets, base_url=base_url, deadline=Deadline(budget_s=POLL_BUDGET_S)),
+            OpenAIClient.for_org(org, secrets, base_url=base_url, deadline=Deadline(budget_s=budget_s)),
             poll_time=poll_time,
             now=lambda: datetime.now(UTC),
         )
@@ -403,7 +424,7 @@ def cmd_report(args: argparse.Namespace) -> int:
             reports.append(OrgReport(org, history))
     else:
         source = "a fresh local poll"
-        snapshots = {s.org_id: s for s in _fresh_snapshots(config, args.org)}
+        snapshots = {s.org_id: s for s in _fresh_snapshots(config, args.org, POLL_BUDGET_S)}
         for org in orgs:
             reports.append(
                 OrgReport(
@@ -436,6 +457,27 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0 if any(total is not None for total in totals.values()) else 1
 
 
+def _budget(text: str) -> float:
+    try:
+        seconds = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not MIN_BUDGET_S <= seconds <= 3600:
+        raise argparse.ArgumentTypeError(f"{text} s: the budget must be {MIN_BUDGET_S:.0f} to 3600 s")
+    return seconds
+
+
+def _budget_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--budget",
+        type=_budget,
+        default=POLL_BUDGET_S,
+        metavar="SECONDS",
+        help=f"time for each organization's poll, retries included; requests stop 5 s before it "
+        f"(default {POLL_BUDGET_S:.0f}, as the deployed poller)",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="spendwatch", description="Watch an OpenAI organization's money.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -456,11 +498,13 @@ def build_parser() -> argparse.ArgumentParser:
     poll = sub.add_parser("poll", help="poll OpenAI once and print the snapshot (no AWS needed)")
     poll.add_argument("--org", help="only this organization id")
     poll.add_argument("--json", action="store_true", help="print exactly one JSON document on stdout")
+    _budget_option(poll)
     poll.set_defaults(func=cmd_poll)
     check = sub.add_parser("check", help="print the alerts the rules would fire now, without sending anything")
     check.add_argument("--org", help="only this organization id")
     check.add_argument("--snapshot", metavar="FILE", help="a snapshot as printed by `poll --json` instead of a poll")
     check.add_argument("--json", action="store_true", help="print exactly one JSON document on stdout")
+    _budget_option(check)
     check.set_defaults(func=cmd_check)
     report = sub.add_parser("report", help="write one self-contained HTML page of a month's spend")
     report.add_argument("--org", help="only this organization id")

@@ -80,6 +80,26 @@ class RequestRejectedError(SourceError):
     kind = "rejected"
 
 
+class DeadlineError(SourceError):
+    """The poll's time ran out before this source finished (or before its request could start)."""
+
+    kind = "deadline"
+    retryable = True
+
+
+class TooLargeError(SourceError):
+    """The reply is larger than the per-response cap; reading stopped at the cap (not retried)."""
+
+    kind = "too_large"
+
+
+class TruncatedReplyError(SourceError):
+    """The reply's body ended early (short of its Content-Length, or a chunked body cut off), persistently."""
+
+    kind = "truncated"
+    retryable = True
+
+
 class NothingCollectedError(SpendwatchError):
     """Every source of a poll failed, so no snapshot could be written."""
 

@@ -12,7 +12,7 @@ from typing import Any
 CENT = Decimal("0.01")
 
 
-def loads_exact(text: str | bytes) -> Any:
+def loads_exact(text: str | bytes | bytearray) -> Any:
     """Parse JSON with every non-integer number as `Decimal` (integers stay `int`)."""
     return json.loads(text, parse_float=Decimal)
 

@@ -5,14 +5,18 @@ Pure orchestration over an `OpenAIClient`; no AWS. The resulting `Snapshot` is w
 Every source is one independent unit of work run on a per-poll thread pool, so a poll takes about as
 long as its slowest chain of dependent requests (the project list, then the per-project spend limits
 and alerts), not the sum of its requests. A source that fails becomes a `SourceFailure` naming its kind
-and the field or status that failed; nothing raises out of `collect_snapshot`. Field reference, units
+and the field or status that failed; nothing raises out of `collect_snapshot`, and it returns by the
+poll's deadline: a source still running then is a `deadline` failure, the finished ones are kept.
+Parsers follow OpenAI's published OpenAPI spec: what the spec makes optional is accepted (a cost result
+without an amount is skipped, counted and named, never a lost month-to-date). Field reference, units
 and caps: docs/snapshot.md.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import CancelledError, Future, ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeoutError
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from decimal import ROUND_HALF_EVEN, ROUND_HALF_UP, Decimal, Inexact, InvalidOperation, Overflow, localcontext
@@ -20,13 +24,14 @@ from functools import partial
 from typing import Any, Protocol, TypeVar
 
 from spendwatch.config import OrganizationConfig
-from spendwatch.errors import MalformedReplyError, SourceError
+from spendwatch.errors import DeadlineError, MalformedReplyError, SourceError, TooLargeError
 from spendwatch.observability import logger
 from spendwatch.openai_api import (
     ADMIN,
     DYNAMODB_DIGITS,
     DYNAMODB_INT_LIMIT,
     LEGACY,
+    Deadline,
     Endpoint,
     KeyProblemError,
     NotFoundError,
@@ -74,6 +79,18 @@ ITEM_SIZE_LIMIT_BYTES = 350_000
 """Largest snapshot item written; DynamoDB refuses items over 400 KB. Larger snapshots are trimmed."""
 TRIM_CAPS = (20, 10, 5, 0)
 TRIMMED_CONDITION = "snapshot_trimmed"
+
+PAGE_BUCKETS = (31, 7, 1)
+"""Daily buckets asked per page of a costs or usage query: a month in one page, and if that reply is over
+the client's size cap (`openai_api.RESPONSE_CAP_BYTES`, e.g. completions by model and project for hundreds
+of projects), the query again in pages of a week, then of a day."""
+POLL_GRACE_S = 0.25
+"""After the poll's deadline, how long `collect_snapshot` still waits for workers to report: each request
+is cut at that deadline, so a worker normally reports its own (`deadline`) failure within this moment."""
+SKIPPED_ROWS = "skipped_rows"
+"""`SourceFailure.kind` of a note on a source that succeeded but skipped rows the spec allows to lack what
+the figure needs (a cost result without `amount`); the source is also in `sources_ok`."""
+SKIPPED_SHOWN = 3
 
 COSTS_SOURCE = "costs"
 COSTS_PREVIOUS_MONTH = "costs_previous_month"
@@ -220,7 +237,12 @@ def next_midnight(moment: datetime) -> datetime:
 
 def _window(start: datetime, end: datetime) -> dict[str, Any]:
     """Daily buckets for [start, end): start inclusive, end exclusive, UTC; one page holds a month."""
-    return {"start_time": int(start.timestamp()), "end_time": int(end.timestamp()), "bucket_width": "1d", "limit": 31}
+    return {
+        "start_time": int(start.timestamp()),
+        "end_time": int(end.timestamp()),
+        "bucket_width": "1d",
+        "limit": PAGE_BUCKETS[0],
+    }
 
 
 # --------------------------------------------------------------------------------------------------
@@ -298,11 +320,16 @@ def _timestamp(value: object, where: str, source: str) -> datetime | None:
     """Unix seconds (an integer, or a number with a fraction as the legacy endpoints send) or null."""
     if value is None:
         return None
-    seconds = require_number(value, where, source)
+    return _unix_time(require_number(value, where, source), where, source)
+
+
+def _unix_time(seconds: int | Decimal, where: str, source: str) -> datetime:
     try:
         return datetime.fromtimestamp(int(seconds), UTC)
     except (OverflowError, OSError, ValueError):
-        raise MalformedReplyError(source, f"{where} is {seconds}, not a plausible Unix time") from None
+        number = Decimal(seconds)
+        shown = f"{number:.3e}" if abs(number) >= 10**12 else str(number)
+        raise MalformedReplyError(source, f"{where} is {shown}, not a plausible Unix time") from None
 
 
 def _kind(value: object) -> str:
@@ -320,42 +347,101 @@ def _kind(value: object) -> str:
 
 
 def _buckets(pages: Iterable[Any], source: str) -> Iterator[tuple[str, int, list[Any]]]:
-    """(where, start_time, results) of every bucket of every page (the client checked `data` is a list)."""
+    """(where, start_time, results) of every bucket of every page (the client checked `data` is a list);
+    `start_time` is a Unix time a date can be made of."""
     for page_index, page in enumerate(pages):
         for bucket_index, raw in enumerate(page["data"]):
             where = f"page {page_index + 1} data[{bucket_index}]"
             bucket = _object(raw, where, source)
             start_time = require_int(bucket.get("start_time"), f"{where}.start_time", source)
+            _unix_time(start_time, f"{where}.start_time", source)
             results = _list(bucket.get("results"), f"{where}.results", source)
             yield where, start_time, results
 
 
-def _cost_amount(row: object, where: str, source: str) -> Decimal:
-    amount = _object(_object(row, where, source).get("amount"), f"{where}.amount", source)
+@dataclass
+class SkippedRows:
+    """Where a parser skipped rows that OpenAI's spec allows to lack the figure (cost results without an
+    amount), so the source keeps the rest and the snapshot names what was left out."""
+
+    what: str
+    where: list[str] = field(default_factory=list)
+
+    def clear(self) -> None:
+        self.where.clear()
+
+    def note(self, source: str) -> SourceFailure | None:
+        if not self.where:
+            return None
+        shown = ", ".join(self.where[:SKIPPED_SHOWN]) + (", …" if len(self.where) > SKIPPED_SHOWN else "")
+        return SourceFailure(
+            source=source, kind=SKIPPED_ROWS, detail=f"{len(self.where)} {self.what} skipped ({shown})"
+        )
+
+
+@dataclass(frozen=True)
+class Partial:
+    """A source's value plus a note on what it skipped (see `SkippedRows`)."""
+
+    value: Any
+    note: SourceFailure | None
+
+
+def _cost_amount(row: object, where: str, source: str) -> Decimal | None:
+    """A cost result's USD amount, or None when the result has none.
+
+    OpenAI's spec makes `amount`, `amount.value` and `amount.currency` optional (only `object` is required),
+    and the official SDK types them so: a result without a value is skipped by the caller, a missing
+    currency is the endpoint's USD, and only a stated other currency is an error.
+    """
+    amount = _object(row, where, source).get("amount")
+    if amount is None:
+        return None
+    amount = _object(amount, f"{where}.amount", source)
     currency = amount.get("currency")
-    if not isinstance(currency, str) or currency.lower() != "usd":
-        raise MalformedReplyError(source, f"{where}.amount.currency is {currency!r}, expected 'usd'")
-    return require_number(amount.get("value"), f"{where}.amount.value", source)
+    if currency is not None and (not isinstance(currency, str) or currency.lower() != "usd"):
+        shown = repr(currency[:20]) if isinstance(currency, str) else _kind(currency)
+        raise MalformedReplyError(source, f"{where}.amount.currency is {shown}, expected 'usd'")
+    value = amount.get("value")
+    return None if value is None else require_number(value, f"{where}.amount.value", source)
 
 
-def parse_daily_costs(pages: Iterable[Any], source: str = COSTS_SOURCE) -> dict[date, Decimal]:
-    """UTC day -> exact sum of that day's `amount.value` rows (USD) from `/organization/costs` pages."""
+def parse_daily_costs(
+    pages: Iterable[Any], source: str = COSTS_SOURCE, skipped: SkippedRows | None = None
+) -> dict[date, Decimal]:
+    """UTC day -> exact sum of that day's `amount.value` rows (USD) from `/organization/costs` pages.
+
+    Results without an amount are left out of the sums and listed in `skipped`.
+    """
     amounts: dict[date, list[Decimal]] = {}
     for where, start_time, results in _buckets(pages, source):
         day = amounts.setdefault(datetime.fromtimestamp(start_time, UTC).date(), [])
         for row_index, row in enumerate(results):
-            day.append(_cost_amount(row, f"{where}.results[{row_index}]", source))
+            at = f"{where}.results[{row_index}]"
+            amount = _cost_amount(row, at, source)
+            if amount is None:
+                if skipped is not None:
+                    skipped.where.append(at)
+                continue
+            day.append(amount)
     return {day: exact_sum(values, f"the costs of {day.isoformat()}", source) for day, values in amounts.items()}
 
 
-def parse_grouped_costs(pages: Iterable[Any], group: str, source: str) -> dict[str, Decimal]:
-    """Group value (`project_id` or `line_item`) -> exact USD sum over every bucket."""
+def parse_grouped_costs(
+    pages: Iterable[Any], group: str, source: str, skipped: SkippedRows | None = None
+) -> dict[str, Decimal]:
+    """Group value (`project_id` or `line_item`) -> exact USD sum over every bucket (results without an
+    amount are left out and listed in `skipped`)."""
     amounts: dict[str, list[Decimal]] = {}
     for where, _, results in _buckets(pages, source):
         for row_index, row in enumerate(results):
             at = f"{where}.results[{row_index}]"
             amount = _cost_amount(row, at, source)
             key = _optional_str(row.get(group), f"{at}.{group}", source) or NONE_KEY
+            if amount is None:
+                if skipped is not None:
+                    skipped.where.append(at)
+                continue
             amounts.setdefault(key, []).append(amount)
     return {key: exact_sum(values, f"the costs of {group} {key!r}", source) for key, values in amounts.items()}
 
@@ -521,11 +607,13 @@ def parse_spend_alert(item: object, scope: str, where: str, source: str) -> Spen
 
 
 def parse_admin_key(body: object) -> datetime | None:
-    """`expires_at` of `/organization/admin_api_keys/{id}` (null: the key does not expire)."""
+    """`expires_at` of `/organization/admin_api_keys/{id}`; null or absent: the key does not expire.
+
+    The spec lists `expires_at` as required but nullable, and its own example of this very reply omits it;
+    the official SDK types it as optional. Absent therefore means what null means.
+    """
     key = _object(body, "reply", ADMIN_KEY)
-    if "expires_at" not in key:
-        raise MalformedReplyError(ADMIN_KEY, "expires_at is missing")
-    return _timestamp(key["expires_at"], "expires_at", ADMIN_KEY)
+    return _timestamp(key.get("expires_at"), "expires_at", ADMIN_KEY)
 
 
 def _required_usd(body: Mapping[str, Any], name: str, where: str, source: str) -> Decimal:
@@ -599,26 +687,69 @@ def usd_to_cents(amount_usd: Decimal) -> int:
 # --------------------------------------------------------------------------------------------------
 
 
+def _in_pages(
+    client: SourceClient, path: str, params: dict[str, Any], source: str, parse: Callable[[Iterable[Any]], T]
+) -> T:
+    """`parse` over every page of a bucketed query, asked again in smaller pages (`PAGE_BUCKETS`) when a
+    page is over the size cap; `parse` starts afresh each time."""
+    for buckets in PAGE_BUCKETS:
+        try:
+            return parse(client.iter_pages(path, {**params, "limit": buckets}, source=source))
+        except TooLargeError as exc:
+            if buckets == PAGE_BUCKETS[-1]:
+                raise
+            logger.warning("reply over the size cap: asking in smaller pages", source=source, detail=exc.detail)
+    raise AssertionError("unreachable")
+
+
+def _cost_rows_skipped() -> SkippedRows:
+    return SkippedRows("cost rows without an amount")
+
+
 def collect_daily_costs(
-    client: SourceClient, start: datetime, end: datetime, *, source: str = COSTS_SOURCE
+    client: SourceClient,
+    start: datetime,
+    end: datetime,
+    *,
+    source: str = COSTS_SOURCE,
+    skipped: SkippedRows | None = None,
 ) -> tuple[DailyCost, ...]:
     """Daily USD totals from `/organization/costs` for [start, end), exact sums of the API's rows.
 
     The period's total (month to date, previous month) is the exact sum of these days; a total that does
-    not fit a DynamoDB number fails this source here rather than the snapshot's write.
+    not fit a DynamoDB number fails this source here rather than the snapshot's write. Rows without an
+    amount are listed in `skipped`.
     """
-    totals = parse_daily_costs(client.iter_pages("/organization/costs", _window(start, end), source=source), source)
+
+    def parse(pages: Iterable[Any]) -> dict[date, Decimal]:
+        if skipped is not None:
+            skipped.clear()
+        return parse_daily_costs(pages, source, skipped)
+
+    totals = _in_pages(client, "/organization/costs", _window(start, end), source, parse)
     exact_sum(totals.values(), "the period's total", source)
     return tuple(DailyCost(day=day, amount_usd=amount) for day, amount in sorted(totals.items()))
 
 
 def collect_grouped_costs(
-    client: SourceClient, start: datetime, end: datetime, *, group: str, source: str
+    client: SourceClient,
+    start: datetime,
+    end: datetime,
+    *,
+    group: str,
+    source: str,
+    skipped: SkippedRows | None = None,
 ) -> dict[str, Decimal]:
     """Exact USD totals by `group`; every `(other)` remainder the snapshot may store (at the breakdown cap
     and at each trim cap) is checked to fit a DynamoDB number, so a misfit fails this source only."""
+
+    def parse(pages: Iterable[Any]) -> dict[str, Decimal]:
+        if skipped is not None:
+            skipped.clear()
+        return parse_grouped_costs(pages, group, source, skipped)
+
     params = {**_window(start, end), "group_by": [group]}
-    totals = parse_grouped_costs(client.iter_pages("/organization/costs", params, source=source), group, source)
+    totals = _in_pages(client, "/organization/costs", params, source, parse)
     shares = [CostShare(key=key, amount_usd=amount) for key, amount in totals.items()]
     noun = "projects" if group == "project_id" else "line items"
     for cap in (BREAKDOWN_CAP, *TRIM_CAPS):
@@ -626,9 +757,21 @@ def collect_grouped_costs(
     return totals
 
 
+def _daily_costs_source(client: SourceClient, start: datetime, end: datetime, source: str) -> Partial:
+    skipped = _cost_rows_skipped()
+    value = collect_daily_costs(client, start, end, source=source, skipped=skipped)
+    return Partial(value, skipped.note(source))
+
+
+def _grouped_costs_source(client: SourceClient, start: datetime, end: datetime, group: str, source: str) -> Partial:
+    skipped = _cost_rows_skipped()
+    value = collect_grouped_costs(client, start, end, group=group, source=source, skipped=skipped)
+    return Partial(value, skipped.note(source))
+
+
 def collect_usage(client: SourceClient, spec: UsageSpec, start: datetime, end: datetime) -> UsageSummary:
     params = {**_window(start, end), "group_by": list(spec.group_by)}
-    return parse_usage(spec, client.iter_pages(spec.path, params, source=spec.source))
+    return _in_pages(client, spec.path, params, spec.source, partial(parse_usage, spec))
 
 
 def collect_projects(client: SourceClient) -> tuple[ProjectInfo, ...]:
@@ -676,6 +819,8 @@ class _Outcome:
     value: Any = None
     failure: SourceFailure | None = None
     conditions: frozenset[str] = frozenset()
+    note: SourceFailure | None = None
+    """what a successful source skipped (`SKIPPED_ROWS`)"""
 
     @property
     def ok(self) -> bool:
@@ -684,9 +829,12 @@ class _Outcome:
 
 def _attempt(source: str, work: Callable[[], Any]) -> _Outcome:
     try:
-        return _Outcome(value=work())
+        value = work()
+        if isinstance(value, Partial):
+            return _Outcome(value=value.value, note=value.note)
+        return _Outcome(value=value)
     except SourceError as exc:
-        conditions = frozenset({exc.condition}) if isinstance(exc, KeyProblemError) else frozenset()
+        conditions = frozenset(exc.conditions) if isinstance(exc, KeyProblemError) else frozenset()
         return _Outcome(failure=SourceFailure(source=source, kind=exc.kind, detail=exc.detail), conditions=conditions)
     except Exception as exc:  # a bug must cost one source, never the snapshot
         detail = f"unexpected {type(exc).__name__}: {scrub(str(exc))[:200]}"
@@ -721,14 +869,10 @@ def _plan(org: OrganizationConfig, client: SourceClient, poll_time: datetime) ->
     """Every independent unit of work of this poll, by source name."""
     start, end, previous = month_start(poll_time), next_midnight(poll_time), previous_month_start(poll_time)
     plan: dict[str, Callable[[], Any]] = {
-        COSTS_SOURCE: lambda: collect_daily_costs(client, start, end),
-        COSTS_PREVIOUS_MONTH: lambda: collect_daily_costs(client, previous, start, source=COSTS_PREVIOUS_MONTH),
-        COSTS_BY_PROJECT: lambda: collect_grouped_costs(
-            client, start, end, group="project_id", source=COSTS_BY_PROJECT
-        ),
-        COSTS_BY_LINE_ITEM: lambda: collect_grouped_costs(
-            client, start, end, group="line_item", source=COSTS_BY_LINE_ITEM
-        ),
+        COSTS_SOURCE: partial(_daily_costs_source, client, start, end, COSTS_SOURCE),
+        COSTS_PREVIOUS_MONTH: partial(_daily_costs_source, client, previous, start, COSTS_PREVIOUS_MONTH),
+        COSTS_BY_PROJECT: partial(_grouped_costs_source, client, start, end, "project_id", COSTS_BY_PROJECT),
+        COSTS_BY_LINE_ITEM: partial(_grouped_costs_source, client, start, end, "line_item", COSTS_BY_LINE_ITEM),
     }
     for spec in USAGE_SPECS:
         plan[spec.source] = partial(collect_usage, client, spec, start, end)
@@ -772,6 +916,17 @@ def _per_project(
     return futures
 
 
+def _wait(future: Future[_Outcome], source: str, deadline: Deadline | None) -> _Outcome:
+    """The source's outcome, or a `deadline` failure if it is still running just after the poll's deadline."""
+    timeout = None if deadline is None else max(0.0, deadline.remaining_s() + POLL_GRACE_S)
+    try:
+        return future.result(timeout=timeout)
+    except (FutureTimeoutError, CancelledError):
+        assert deadline is not None
+        detail = f"still running when the poll's {deadline.total_s:.1f} s ran out: not collected"
+        return _Outcome(failure=SourceFailure(source=source, kind=DeadlineError.kind, detail=detail))
+
+
 def collect_snapshot(
     org: OrganizationConfig,
     client: SourceClient,
@@ -779,20 +934,32 @@ def collect_snapshot(
     poll_time: datetime,
     now: Callable[[], datetime],
     max_workers: int = MAX_WORKERS,
+    deadline: Deadline | None = None,
 ) -> Snapshot:
-    """Poll every source for one organization. Never raises for a failed source: it is listed instead."""
+    """Poll every source for one organization. Never raises for a failed source: it is listed instead.
+
+    Returns by `deadline` (default: the client's `deadline`, if it has one) plus `POLL_GRACE_S`, whatever
+    the worker threads are doing: a source still running then is a `deadline` failure, its thread is left
+    to end on its own (every request is cut at the same deadline), and what finished is kept.
+    """
+    if deadline is None:
+        deadline = getattr(client, "deadline", None)
     plan = _plan(org, client, poll_time)
     per_project = {
         PROJECT_SPEND_LIMITS: _PerProject(PROJECT_SPEND_LIMITS),
         PROJECT_SPEND_ALERTS: _PerProject(PROJECT_SPEND_ALERTS),
     }
-    with ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix=f"poll-{org.id}") as pool:
+    # Not a `with` block: leaving it would wait for a stuck worker, past the deadline.
+    pool = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix=f"poll-{org.id}")
+    try:
         futures = {source: pool.submit(_attempt, source, work) for source, work in plan.items()}
-        projects = futures[PROJECTS].result()
+        projects = _wait(futures[PROJECTS], PROJECTS, deadline)
         if projects.ok:
             for source, by_project in _per_project(pool, client, projects.value).items():
-                per_project[source].outcomes = {pid: f.result() for pid, f in by_project.items()}
-        outcomes = {source: future.result() for source, future in futures.items()}
+                per_project[source].outcomes = {pid: _wait(f, source, deadline) for pid, f in by_project.items()}
+        outcomes = {source: _wait(future, source, deadline) for source, future in futures.items()}
+    finally:
+        pool.shutdown(wait=False, cancel_futures=True)
     if not projects.ok:
         assert projects.failure is not None
         for source in per_project:
@@ -833,7 +1000,11 @@ def _assemble(
     by_item: dict[str, Decimal] = _value(outcomes, COSTS_BY_LINE_ITEM, {})
     credit_summary, credit_grants = _credits(org, outcomes, poll_time)
     project_alerts: list[tuple[SpendAlertInfo, ...]] = _value(outcomes, PROJECT_SPEND_ALERTS, [])
-    failures = [o.failure for s in SOURCE_ORDER if (o := outcomes.get(s)) is not None and o.failure is not None]
+    failures = [
+        reported
+        for s in SOURCE_ORDER
+        if (o := outcomes.get(s)) is not None and (reported := o.failure or o.note) is not None
+    ]
     return Snapshot(
         org_id=org.id,
         org_name=org.name,

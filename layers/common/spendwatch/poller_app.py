@@ -22,6 +22,12 @@ invoke is normally synchronous (not retried), and the deployed Scheduled Event o
 the schedule to poll directly, without a queue, its asynchronous retry could therefore not replace a
 failure snapshot of the first attempt.)
 
+Every poll ends in time to store its snapshot: its deadline is the invocation's remaining time, read when
+the poll starts, minus `WRITE_RESERVE_S` (`openai_api.Deadline`); every request is cut at that deadline and
+`collect_snapshot` returns by it, listing a source still running as `deadline` and keeping the rest. So a
+reply trickling a few bytes a second costs its source, never the snapshot (Lambda would otherwise end the
+invocation before the write, on every receive).
+
 Kept out of the handler so the handler stays a few lines and tests can inject the store, secrets, queue
 and clock.
 """
@@ -170,11 +176,17 @@ class PollerApp:
         written = store and self.store.put_snapshot(
             snapshot, expires_at=ttl_epoch(snapshot.collected_at, self.env.snapshot_retention_days)
         )
+        # A source that only skipped rows (kind `skipped_rows`) answered: it is in `sources_ok` too.
+        failed = [f for f in snapshot.failures if f.source not in snapshot.sources_ok]
         for failure in snapshot.failures:
             logger.warning(
-                "source failed", org_id=org.id, source=failure.source, kind=failure.kind, detail=failure.detail
+                "source failed" if failure in failed else "source answered but skipped rows",
+                org_id=org.id,
+                source=failure.source,
+                kind=failure.kind,
+                detail=failure.detail,
             )
-        metrics.add_metric(name="SourceFailures", unit="Count", value=len(snapshot.failures))
+        metrics.add_metric(name="SourceFailures", unit="Count", value=len(failed))
         metrics.add_metric(name="OpenAIRequests", unit="Count", value=client.request_count)
         if written:
             metrics.add_metric(name="SnapshotsWritten", unit="Count", value=1)
@@ -190,7 +202,7 @@ class PollerApp:
             poll_time=isoformat_utc(poll_time),
             month_to_date_usd=str(snapshot.month_to_date_usd),
             sources_ok=len(snapshot.sources_ok),
-            failed_sources=[f.source for f in snapshot.failures],
+            failed_sources=[f.source for f in failed],
             conditions=list(snapshot.conditions),
             requests=client.request_count,
         )
@@ -213,7 +225,7 @@ class PollerApp:
             snapshot = self.poll_one(org, poll_time, remaining_ms)
             results[org.id] = {
                 "month_to_date_usd": None if snapshot.month_to_date_usd is None else str(snapshot.month_to_date_usd),
-                "failed_sources": [f.source for f in snapshot.failures],
+                "failed_sources": [f.source for f in snapshot.failures if f.source not in snapshot.sources_ok],
             }
             if not snapshot.sources_ok:
                 empty.append(org.id)

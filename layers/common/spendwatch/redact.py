@@ -31,8 +31,9 @@ MIN_SECRET_LENGTH = 8
 real key, token or webhook URL is that short."""
 
 _PATTERN_SOURCES = (
-    r"sk-[A-Za-z0-9_\-]{3,}[A-Za-z0-9_\-*]*",
-    r"sess-[A-Za-z0-9_\-]+",
+    # A key's tail is random, so it has a digit; hints such as "store an sk-admin- key" or "sk-admin-…" stay.
+    r"sk-(?=[A-Za-z0-9_\-]{6,})[A-Za-z0-9_\-]*\d[A-Za-z0-9_\-]*",
+    r"sess-(?=[A-Za-z0-9_\-]{6,})[A-Za-z0-9_\-]*\d[A-Za-z0-9_\-]*",
     r"xox[abposr]-[A-Za-z0-9\-]+",
     # A real webhook's path (T…/B…/secret), not a hint such as `/services/T…/B…/…` in a message.
     r"(?:https?://)?hooks\.slack\.com/services/T[A-Z0-9]{4,}/B[A-Z0-9]{4,}/[A-Za-z0-9]{8,}",

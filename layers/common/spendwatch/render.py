@@ -321,6 +321,12 @@ def _say_condition(s: _Say) -> str:
     name = str(s.facts["condition"])
     if s.resolved:
         return f"Cleared: {s.text('condition')}"
+    base, _, scope = name.partition(":")
+    if base == "admin_key_missing_scope" and scope:  # one condition per scope OpenAI named (poller)
+        return (
+            f"{s.again}The admin key lacks the {untrusted(scope)} scope: the figures that need it are not being "
+            "read. Grant the key that scope or store an unrestricted sk-admin-… key."
+        )
     return s.again + _CONDITIONS.get(name, f"Monitor condition: {s.text('condition')}")
 
 

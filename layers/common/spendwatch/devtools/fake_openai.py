@@ -3,7 +3,10 @@
 :class:`FakeOpenAI` serves a :class:`~spendwatch.devtools.simulated_org.SimulatedOrg` on
 ``http://127.0.0.1:<port>`` (standard library only: ``ThreadingHTTPServer`` in a daemon thread) with the
 envelopes, parameters, limits, pagination and error bodies of the real API, plus fault injection for
-tests and benchmarks.
+tests and benchmarks: HTTP errors (429, 5xx, 401/403 per endpoint, OpenAI's "Missing scopes" body),
+latency and slow successes, malformed JSON, and transport faults (:class:`Delivery`): a body trickled at a
+few bytes a second, a body cut short (chunked or with a Content-Length), a connection reset before the
+headers or mid-body, and huge bodies streamed without being built in memory.
 
 Also home of the small loopback-server plumbing (:class:`LoopbackService`, :class:`HttpRequest`,
 :class:`HttpResponse`) that :mod:`spendwatch.devtools.fake_slack` reuses, and of :func:`dumps_exact`,
@@ -29,8 +32,9 @@ import hashlib
 import json
 import re
 import socket
+import struct
 import threading
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from decimal import Decimal
@@ -58,6 +62,7 @@ __all__ = [
     "SIM_ADMIN_KEY",
     "SIM_SESSION_KEY",
     "AuthKind",
+    "Delivery",
     "FakeOpenAI",
     "HttpRequest",
     "HttpResponse",
@@ -157,12 +162,42 @@ class HttpRequest:
     body: bytes
 
 
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """How a response goes on the wire when it is not simply written at once (transport faults).
+
+    Without one, the body is written in one go with its Content-Length. Every sleep wakes on ``stop()``.
+    """
+
+    chunked: bool = False
+    """``Transfer-Encoding: chunked`` instead of a Content-Length."""
+    bytes_per_s: float | None = None
+    """Trickle: write the body at about this rate, in small pieces (each socket read on the client gets a
+    few bytes in time, so only a wall-clock deadline stops it)."""
+    cut_after: int | None = None
+    """Write only this many body bytes, then close the connection: a Content-Length body stays short of
+    its announced length; a chunked body never gets its terminating chunk."""
+    reset: Literal["before_headers", "mid_body"] | None = None
+    """Abort the connection with a TCP RST: before any byte of the reply, or after ``cut_after`` body bytes
+    (default: half the body)."""
+    stream: Callable[[], Iterable[bytes]] | None = None
+    """Produce the body piece by piece instead of ``HttpResponse.body`` (huge bodies, never in memory)."""
+    length: int | None = None
+    """The streamed body's length, announced as Content-Length (unless ``chunked``)."""
+
+
 @dataclass(slots=True)
 class HttpResponse:
     status: int
     body: bytes = b""
     content_type: str = _JSON
     headers: dict[str, str] = field(default_factory=dict)
+    delivery: Delivery | None = None
+    """``None``: the body at once with its Content-Length (what every service does unless a test faults it)."""
+
+
+_PIECE_BYTES: Final = 64 * 1024
+_TRICKLE_TICK_S: Final = 0.05
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -187,6 +222,9 @@ class _Handler(BaseHTTPRequestHandler):
             body = dumps_exact({"error": {"message": f"fake server bug: {exc!r}", "type": "server_error"}})
             response = HttpResponse(500, body.encode())
         try:
+            if response.delivery is not None:
+                self._deliver(response, response.delivery)
+                return
             self.send_response(response.status)
             self.send_header("Content-Type", response.content_type)
             for name, value in response.headers.items():
@@ -197,6 +235,67 @@ class _Handler(BaseHTTPRequestHandler):
                 self.wfile.write(response.body)
         except OSError:  # the client gave up (timeout on a hang fault) or the server is stopping
             self.close_connection = True
+
+    def _deliver(self, response: HttpResponse, delivery: Delivery) -> None:
+        """Write `response` as `delivery` says (see `Delivery`)."""
+        if delivery.reset == "before_headers":
+            self._reset()
+            return
+        length = delivery.length if delivery.stream is not None else len(response.body)
+        cut = delivery.cut_after
+        if delivery.reset == "mid_body" and cut is None:
+            cut = (length or _PIECE_BYTES) // 2
+        self.send_response(response.status)
+        self.send_header("Content-Type", response.content_type)
+        for name, value in response.headers.items():
+            self.send_header(name, value)
+        if delivery.chunked:
+            self.send_header("Transfer-Encoding", "chunked")
+        elif length is not None:
+            self.send_header("Content-Length", str(length))
+        else:
+            self.close_connection = True  # no length: the body ends when the connection closes
+        self.end_headers()
+        sent = 0
+        for piece in self._pieces(response, delivery):
+            if cut is not None and sent + len(piece) >= cut:
+                self._write_piece(piece[: cut - sent], delivery.chunked)
+                self.wfile.flush()
+                if delivery.reset == "mid_body":
+                    self._reset()
+                self.close_connection = True  # closed short of the body's end
+                return
+            self._write_piece(piece, delivery.chunked)
+            sent += len(piece)
+            if delivery.bytes_per_s:
+                self.server.service._sleep(len(piece) / delivery.bytes_per_s)
+            if self.server.service._stopping.is_set():
+                self.close_connection = True
+                return
+        if delivery.chunked:
+            self.wfile.write(b"0\r\n\r\n")
+
+    def _pieces(self, response: HttpResponse, delivery: Delivery) -> Iterator[bytes]:
+        size = max(1, int(delivery.bytes_per_s * _TRICKLE_TICK_S)) if delivery.bytes_per_s else _PIECE_BYTES
+        source: Iterable[bytes] = delivery.stream() if delivery.stream is not None else (response.body,)
+        for block in source:
+            for start in range(0, len(block), size):
+                yield block[start : start + size]
+
+    def _write_piece(self, piece: bytes, chunked: bool) -> None:
+        if not piece:
+            return
+        if chunked:
+            self.wfile.write(f"{len(piece):x}\r\n".encode() + piece + b"\r\n")
+        else:
+            self.wfile.write(piece)
+
+    def _reset(self) -> None:
+        """Abort the connection: SO_LINGER 0 makes close() send a TCP RST instead of a FIN."""
+        self.close_connection = True
+        with contextlib.suppress(OSError):
+            self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            self.connection.close()
 
     do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = do_OPTIONS = _serve
 
@@ -449,7 +548,9 @@ def _rewrite_json(response: HttpResponse, edit: Callable[[Any], None]) -> HttpRe
     except ValueError:
         return response
     edit(payload)
-    return HttpResponse(response.status, dumps_exact(payload).encode(), response.content_type, response.headers)
+    return HttpResponse(
+        response.status, dumps_exact(payload).encode(), response.content_type, response.headers, response.delivery
+    )
 
 
 def _map_numbers(node: Any, fn: Callable[[int | Decimal], Any], *, in_usage: bool = False) -> None:
@@ -711,8 +812,80 @@ class FakeOpenAI(LoopbackService):
         return self._add(InjectedFault(self._lock, path_prefix, times=times, transform=fix))
 
     def hang(self, path_prefix: str, seconds: float, times: int | None = 1) -> InjectedFault:
-        """Sleep ``seconds`` before answering (client-timeout tests); ``stop()`` wakes the sleeper."""
+        """Sleep ``seconds`` before answering (client-timeout tests, or a slow success); ``stop()`` wakes
+        the sleeper."""
         return self.inject(path_prefix, delay_s=seconds, times=times)
+
+    def deliver(self, path_prefix: str, delivery: Delivery, *, times: int | None = 1) -> InjectedFault:
+        """Serve the real response the way ``delivery`` says (trickled, cut short, reset, chunked …)."""
+
+        def transform(real: HttpResponse) -> HttpResponse:
+            return HttpResponse(real.status, real.body, real.content_type, real.headers, delivery)
+
+        return self._add(InjectedFault(self._lock, path_prefix, times=times, transform=transform))
+
+    def trickle(self, path_prefix: str, bytes_per_s: float, *, times: int | None = 1) -> InjectedFault:
+        """The real body at ``bytes_per_s`` (with its real Content-Length): no socket read ever times out."""
+        return self.deliver(path_prefix, Delivery(bytes_per_s=bytes_per_s), times=times)
+
+    def cut_body(
+        self, path_prefix: str, *, chunked: bool = False, keep: float = 0.5, times: int | None = 1
+    ) -> InjectedFault:
+        """The real body cut short after ``keep`` of it, then the connection closed: short of its
+        Content-Length, or (``chunked``) without the terminating chunk."""
+
+        def transform(real: HttpResponse) -> HttpResponse:
+            delivery = Delivery(chunked=chunked, cut_after=max(1, int(len(real.body) * keep)))
+            return HttpResponse(real.status, real.body, real.content_type, real.headers, delivery)
+
+        return self._add(InjectedFault(self._lock, path_prefix, times=times, transform=transform))
+
+    def reset_connection(
+        self, path_prefix: str, *, when: Literal["before_headers", "mid_body"], times: int | None = 1
+    ) -> InjectedFault:
+        """Abort the connection with a TCP RST before the reply, or halfway through the real body."""
+        return self.deliver(path_prefix, Delivery(reset=when), times=times)
+
+    def huge(self, path_prefix: str, size_bytes: int, *, chunked: bool = True, times: int | None = 1) -> InjectedFault:
+        """A valid JSON page (``data: []``, ``has_more: false``) of ``size_bytes``, padded with one long
+        string and streamed in pieces, never built in memory; with a Content-Length unless ``chunked``."""
+        head = b'{"object": "page", "data": [], "has_more": false, "next_page": null, "last_id": null, "padding": "'
+        tail = b'"}'
+        padding = max(0, size_bytes - len(head) - len(tail))
+
+        def stream() -> Iterator[bytes]:
+            yield head
+            block = b"x" * _PIECE_BYTES
+            left = padding
+            while left > 0:
+                yield block[: min(left, _PIECE_BYTES)]
+                left -= _PIECE_BYTES
+            yield tail
+
+        delivery = Delivery(chunked=chunked, stream=stream, length=len(head) + padding + len(tail))
+        return self._add(
+            InjectedFault(self._lock, path_prefix, times=times, response=HttpResponse(200, b"", _JSON, {}, delivery))
+        )
+
+    def missing_scope(
+        self,
+        path_prefix: str,
+        *,
+        status: int = 401,
+        scopes: Sequence[str] = ("api.usage.read",),
+        times: int | None = None,
+    ) -> InjectedFault:
+        """OpenAI's reply to a key that lacks a scope: 401 (as observed on some endpoints) or 403, with
+        "You have insufficient permissions for this operation. Missing scopes: <scopes>."."""
+        message = f"You have insufficient permissions for this operation. Missing scopes: {', '.join(scopes)}."
+        body = dumps_exact(_error_payload(message, "invalid_request_error"))
+        return self.inject(path_prefix, status=status, body=body, times=times)
+
+    def rewrite(self, path_prefix: str, edit: Callable[[Any], None], *, times: int | None = 1) -> InjectedFault:
+        """Serve the real JSON after ``edit`` changed it in place (e.g. to drop what the spec makes optional)."""
+        return self._add(
+            InjectedFault(self._lock, path_prefix, times=times, transform=lambda real: _rewrite_json(real, edit))
+        )
 
     # ---- request handling -----------------------------------------------------------------------
 
@@ -734,7 +907,11 @@ class FakeOpenAI(LoopbackService):
         self._sleep(latency + (fault.delay_s if fault else 0))
         if fault is not None and fault.response is not None:
             response = HttpResponse(
-                fault.response.status, fault.response.body, fault.response.content_type, dict(fault.response.headers)
+                fault.response.status,
+                fault.response.body,
+                fault.response.content_type,
+                dict(fault.response.headers),
+                fault.response.delivery,
             )
         else:
             response = self._route(request, key)
