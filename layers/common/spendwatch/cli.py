@@ -354,7 +354,7 @@ def cmd_test_alert(args: argparse.Namespace) -> int:
                 print(f"{name}: NOT CONFIRMED ({exc.reason}): {exc.detail}; check the channel")
                 continue
             kind = "retryable" if exc.retryable else "permanent"
-            print(f"{name}: FAILED ({exc.reason}, {kind}): {exc.detail}")
+            print(f"{name}: FAILED ({exc.reason}, {kind}): {exc.detail}" + (f"; fix: {exc.fix}" if exc.fix else ""))
             continue
         print(f"{name}: sent")
     if failed:
