@@ -204,6 +204,9 @@ class Snapshot(_Model):
     failures: tuple[SourceFailure, ...] = ()
     sources_ok: tuple[str, ...] = ()
     schema_version: int = SCHEMA_VERSION
+    verify: str | None = None
+    """the nonce of the `spendwatch verify` run that asked for this poll (None for a scheduled poll): the
+    alerter then also posts "spendwatch is connected" to every channel of the organization"""
 
     @field_validator("schema_version")
     @classmethod
