@@ -121,7 +121,7 @@ def _client_error(exc: Exception, permission: str | None, resource: str | None) 
         return "your AWS credentials have expired: log in again (aws sso login) or refresh them"
     if code in _BAD_CREDENTIALS:
         return f"AWS does not accept these credentials ({code}): check the access key, --profile or AWS_PROFILE"
-    return f"AWS answered {code}" + (f": {message}" if message else "")
+    return code + (f": {message}" if message else "")
 
 
 def error_code(exc: Exception) -> str | None:

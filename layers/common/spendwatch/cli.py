@@ -19,6 +19,7 @@ from spendwatch.errors import ConfigError, SpendwatchError
 if TYPE_CHECKING:
     from spendwatch.config import SpendwatchConfig
     from spendwatch.snapshot import Snapshot
+    from spendwatch.store import SnapshotStore
 
 DEFAULT_CONFIG_PARAMETER = "/spendwatch/config"
 POLL_BUDGET_S = 120.0
@@ -31,6 +32,15 @@ ADVANCED_PARAMETER_USD_MONTH = "0.05"
 
 def _print_err(message: str) -> None:
     print(message, file=sys.stderr)
+
+
+def _print_problem(exc: Exception) -> None:
+    """A config error as `source: line N: field: problem`, one line per problem; any other error as one line."""
+    if isinstance(exc, ConfigError):
+        for problem in exc.problems:
+            _print_err(f"{exc.source}: {problem}")
+    else:
+        _print_err(" ".join(str(exc).split()))
 
 
 def cmd_demo(_: argparse.Namespace) -> int:
@@ -119,7 +129,7 @@ def cmd_config_push(args: argparse.Namespace) -> int:
     try:
         return _push(args, path, doc.data, canonical)
     except AwsCallError as exc:
-        _print_err(str(exc))
+        _print_problem(exc)
     except Exception as exc:
         if not _is_aws_error(exc):
             raise
@@ -178,6 +188,25 @@ def _config_changes(deployed: str | None, new: Any) -> list[str]:
     return config_changes(old, new) or ["(same settings; only the stored form changes)"]
 
 
+def _snapshot_store(table: str) -> SnapshotStore | None:
+    """The deployed snapshots table's store, or None after saying why it cannot be had (no region, …)."""
+    from spendwatch.store import SnapshotStore  # noqa: PLC0415
+
+    try:
+        return SnapshotStore(table)
+    except Exception as exc:  # no region, an unknown profile: before any call
+        if not _is_aws_error(exc):
+            raise
+        _print_err(_table_problem(exc, table))
+        return None
+
+
+def _table_problem(exc: Exception, table: str) -> str:
+    from spendwatch.aws_cli import describe  # noqa: PLC0415
+
+    return describe(exc, action=f"read the snapshots table {table}", permission="dynamodb:Query", resource=table)
+
+
 def _is_aws_error(exc: Exception) -> bool:
     from botocore.exceptions import BotoCoreError, ClientError  # noqa: PLC0415
 
@@ -200,7 +229,7 @@ def cmd_poll(args: argparse.Namespace) -> int:
     try:
         config = resolve_local_config(os.environ)
     except ConfigError as exc:
-        _print_err(str(exc))
+        _print_problem(exc)
         return 2
     orgs = [o for o in config.organizations if args.org in (None, o.id)]
     if not orgs:
@@ -295,7 +324,7 @@ def cmd_check(args: argparse.Namespace) -> int:
         config = resolve_local_config(os.environ)
         snapshots = _load_snapshots(Path(args.snapshot)) if args.snapshot else None
     except SpendwatchError as exc:
-        _print_err(str(exc))
+        _print_problem(exc)
         return 2
     known = [o.id for o in config.organizations]
     if args.org is not None and args.org not in known:
@@ -398,7 +427,7 @@ def cmd_test_alert(args: argparse.Namespace) -> int:
     try:
         config = resolve_local_config(os.environ)
     except ConfigError as exc:
-        _print_err(str(exc))
+        _print_problem(exc)
         return 2
     names = [args.channel] if args.channel else list(config.channels)
     unknown = [n for n in names if n not in config.channels]
@@ -457,7 +486,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     try:
         config = resolve_local_config(os.environ)
     except ConfigError as exc:
-        _print_err(str(exc))
+        _print_problem(exc)
         return 2
     orgs = [o for o in config.organizations if args.org in (None, o.id)]
     if not orgs:
@@ -467,9 +496,9 @@ def cmd_report(args: argparse.Namespace) -> int:
     table = args.table or os.environ.get("SNAPSHOTS_TABLE")
     reports: list[OrgReport] = []
     if table:
-        from spendwatch.store import SnapshotStore  # noqa: PLC0415
-
-        store = SnapshotStore(table)
+        store = _snapshot_store(table)
+        if store is None:
+            return 2
         source = f"DynamoDB table {table}"
         for org in orgs:
             history: SnapshotHistory = TableHistory(store, org.id)
@@ -488,17 +517,14 @@ def cmd_report(args: argparse.Namespace) -> int:
             )
             for failure in snapshots[org.id].failures:
                 _print_err(f"{org.id}: source {failure.source} failed [{failure.kind}]: {failure.detail}")
-    from botocore.exceptions import BotoCoreError, ClientError  # noqa: PLC0415
-
     now = datetime.now(UTC)  # after the local poll, so its snapshot is not in the future
     try:
         page = render_report(reports, month, now=now, source=source)
         totals = org_totals(reports, month, now)
-    except ClientError as exc:
-        _print_err(f"cannot read the snapshots table {table}: {exc.response.get('Error', {}).get('Code', 'error')}")
-        return 2
-    except BotoCoreError as exc:
-        _print_err(f"cannot read the snapshots table {table}: {type(exc).__name__}")
+    except Exception as exc:
+        if not _is_aws_error(exc):
+            raise
+        _print_err(_table_problem(exc, str(table)))
         return 2
     out = Path(args.out or f"spendwatch-report-{month}.html")
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -706,8 +732,11 @@ def _run(argv: Sequence[str] | None) -> int:
     args = build_parser().parse_args(argv)
     try:
         code: int = args.func(args)
+    except ConfigError as exc:
+        _print_problem(exc)
+        return 2
     except SpendwatchError as exc:
-        _print_err(f"error: {exc}")
+        _print_err(f"error: {' '.join(str(exc).split())}")
         return 1
     except KeyboardInterrupt:
         return 130
@@ -717,7 +746,8 @@ def _run(argv: Sequence[str] | None) -> int:
             import traceback  # noqa: PLC0415
 
             traceback.print_exc(file=sys.stderr)
-        _print_err(f"error: unexpected {type(exc).__name__}: {exc} (set SPENDWATCH_DEBUG=1 for the traceback)")
+        detail = " ".join(str(exc).split())
+        _print_err(f"error: unexpected {type(exc).__name__}: {detail} (set SPENDWATCH_DEBUG=1 for the traceback)")
         return 1
     return code
 
