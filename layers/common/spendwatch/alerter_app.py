@@ -25,7 +25,7 @@ from spendwatch.config import SpendwatchConfig
 from spendwatch.errors import SnapshotFormatError, SpendwatchError
 from spendwatch.nflog import RESEND_AFTER_S
 from spendwatch.notices import log_unconfirmed, record_delivery_failure, with_fallback
-from spendwatch.observability import logger, metrics
+from spendwatch.observability import logger
 from spendwatch.rules import history_since
 from spendwatch.runtime import AlerterEnv, SsmConfigSource, sender_factory, utc_now
 from spendwatch.secrets import SsmSecrets
@@ -111,7 +111,6 @@ class AlerterApp:
             remaining_s=remaining_s,
         )
         for channel, alerts in outcome.sent:
-            metrics.add_metric(name="AlertsSent", unit="Count", value=len(alerts))
             logger.info(
                 "alert sent",
                 org_id=snapshot.org_id,

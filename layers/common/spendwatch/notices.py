@@ -326,7 +326,6 @@ def log_fallback_event(event: FallbackEvent, *, org_id: str) -> None:
         if event.error is not None:
             record_delivery_failure(event.error, org_id=org_id, role="fallback")
         return
-    metrics.add_metric(name="AlertsSent", unit="Count", value=1)
     logger.warning(event.event.replace("_", " "), org_id=org_id, channel=event.channel, fallback=event.fallback)
 
 
