@@ -29,20 +29,30 @@ $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/python -m pip install -q --upgrade pip
 	$(VENV)/bin/python -m pip install -q -e '.[dev]'
-	touch $@ $(VENV)/.demo-installed
+	touch $@ $(VENV)/.demo-installed $(VENV)/.cli-installed
 
-# `make demo` installs only the `demo` extra (what `spendwatch demo` imports); the dev tools come with
-# `make test`/`make setup`, whose `dev` extra includes it. For speed the venv gets no pip of its own (the
-# host's pip installs into it, `pip --python`, pip >= 22.3; an older pip falls back to the usual way) and
-# nothing is byte-compiled ahead (Python compiles what the demo imports). pip's own lines are the progress.
-DEMO_PIP_FLAGS := --disable-pip-version-check --no-compile --progress-bar on
-$(VENV)/.demo-installed: pyproject.toml
-	@echo "make demo, first run: creating $(VENV) with what the demo needs (the dev tools come with make test)"
+# `make demo` installs only the `demo` extra (what `spendwatch demo` imports), `make deploy` only the
+# `spendwatch` command; the dev tools come with `make test`/`make setup`, whose `dev` extra includes both.
+# For speed the venv gets no pip of its own (the host's pip installs into it, `pip --python`, pip >= 22.3;
+# an older pip falls back to the usual way) and nothing is byte-compiled ahead (Python compiles what runs).
+# pip's own lines are the progress. $(1): the extras, $(2): what for.
+FAST_PIP_FLAGS := --disable-pip-version-check --no-compile --progress-bar on
+define fast_install
+	@echo "creating $(VENV) with $(2) (first run only; the dev tools come with make test)"
 	@start=$$(date +%s); \
 	if $(PYTHON) -m venv --without-pip $(VENV) && \
-		$(PYTHON) -m pip --python $(VENV)/bin/python install $(DEMO_PIP_FLAGS) -e '.[demo]'; then :; \
-	else $(PYTHON) -m venv $(VENV) && $(VENV)/bin/python -m pip install $(DEMO_PIP_FLAGS) -e '.[demo]' || exit 1; fi; \
-	touch $@; echo "make demo: installed in $$(( $$(date +%s) - start )) s; running the demo"
+		$(PYTHON) -m pip --python $(VENV)/bin/python install $(FAST_PIP_FLAGS) -e '.$(1)'; then :; \
+	else $(PYTHON) -m venv $(VENV) && $(VENV)/bin/python -m pip install $(FAST_PIP_FLAGS) -e '.$(1)' || exit 1; fi; \
+	echo "$(VENV): installed in $$(( $$(date +%s) - start )) s"
+endef
+
+$(VENV)/.demo-installed: pyproject.toml
+	$(call fast_install,[demo],what the demo needs)
+	@touch $@ $(VENV)/.cli-installed
+
+$(VENV)/.cli-installed: pyproject.toml
+	$(call fast_install,,the spendwatch command)
+	@touch $@
 
 # aws-sam-cli pins its own boto3, so it lives in a tool environment of its own. cfn-lint 1.53.3 is the
 # last release that still runs the SAM transform itself (see docs/development.md).
@@ -106,7 +116,7 @@ build: $(SAM_VENV)/.installed ## sam build of the real python3.13/arm64 artifact
 
 # The first deploy is guided (SAM asks for the region and the parameters and saves them in $(SAMCONFIG));
 # later ones reuse the saved answers. Uses the project's SAM tool environment: no `sam` on PATH needed.
-deploy: build ## build, then sam deploy (guided the first time), then print the next steps
+deploy: build $(VENV)/.cli-installed ## build, then sam deploy (guided the first time), then print the next steps
 	@status=0; $(SAM_VENV)/bin/python layers/common/spendwatch/devtools/samconfig.py needs-guided \
 		$(SAMCONFIG) $(SAM_CONFIG_ENV) || status=$$?; \
 	if [ $$status -eq 0 ]; then \

@@ -40,8 +40,20 @@ def fake_sam(tmp_path: Path) -> tuple[Path, Path]:
 
 
 def make_deploy(tools: Path, samconfig: Path) -> subprocess.CompletedProcess[str]:
+    venv = tools.parent / "venv"  # the spendwatch command's venv, already installed
+    venv.mkdir(exist_ok=True)
+    (venv / ".cli-installed").touch()
     return subprocess.run(
-        ["make", "--no-print-directory", "-C", str(REPO), "deploy", f"SAM_VENV={tools}", f"SAMCONFIG={samconfig}"],
+        [
+            "make",
+            "--no-print-directory",
+            "-C",
+            str(REPO),
+            "deploy",
+            f"SAM_VENV={tools}",
+            f"SAMCONFIG={samconfig}",
+            f"VENV={venv}",
+        ],
         capture_output=True,
         text=True,
         timeout=60,
@@ -63,7 +75,7 @@ def test_make_deploy_is_guided_until_samconfig_holds_the_stack(fake_sam: tuple[P
         f"deploy --guided --config-file {samconfig} --config-env default",
     ]
     assert "first deploy" in first.stdout
-    assert "spendwatch config push config/spendwatch.yaml" in first.stdout and "spendwatch verify" in first.stdout
+    assert "/bin/spendwatch config push config/spendwatch.yaml" in first.stdout and "spendwatch verify" in first.stdout
 
     samconfig.write_text(samconfig.read_text().replace("[default.deploy.parameters]\n", "") + SAVED)
     log.unlink()

@@ -170,6 +170,7 @@ def test_verify_every_step_passes_and_each_channel_gets_one_connected_message(
         ("revoked_webhook", "✗ sim -> slack: no_service:", "fix: the webhook was deleted or disabled: create a new"),
         ("malformed_webhook", "✗ sim -> slack: invalid_url:", "fix: the stored webhook URL is not one Slack issues"),
         ("missing_admin_key", "✗ sim: ", "fix: missing SSM parameter /spendwatch/sim/openai-admin-key"),
+        ("rejected_admin_key", "✗ sim: ", "fix: OpenAI rejected the admin key: create a new admin key"),
     ],
 )
 def test_verify_names_each_failure_and_its_fix(
@@ -197,6 +198,8 @@ def test_verify_names_each_failure_and_its_fix(
         slack.revoke_webhook()
     elif setup == "malformed_webhook":
         secrets["/spendwatch/slack/webhook-url"] = slack.webhook_url + "\n"
+    elif setup == "rejected_admin_key":
+        secrets["/spendwatch/sim/openai-admin-key"] = "sk-admin-revoked-long-ago-0000"
     else:
         del secrets["/spendwatch/sim/openai-admin-key"]
     configure(pipeline, openai, NO_BUDGET.format(channel=channel), secrets, **env)
