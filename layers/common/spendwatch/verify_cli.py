@@ -22,10 +22,12 @@ import sys
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import Any
 
 from spendwatch.aws_cli import Aws, AwsCallError, describe, error_code
 from spendwatch.errors import ConfigError
+from spendwatch.money import format_usd
 
 DEFAULT_TIMEOUT_S = 120.0
 POLL_INTERVAL_S = 1.0
@@ -223,7 +225,7 @@ class Verifier:
         conditions = set(answer.get("conditions") or [])
         ok = answer.get("sources_ok") or []
         spent = answer.get("month_to_date_usd")
-        spent_text = f", month to date ${spent}" if spent is not None else ""
+        spent_text = f", month to date {format_usd(Decimal(str(spent)))}" if spent is not None else ""
         if not failures:
             self.report.ok(f"{org_id}: OpenAI read with the deployed key: {len(ok)} sources OK{spent_text}")
             return
