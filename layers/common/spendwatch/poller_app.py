@@ -43,7 +43,7 @@ from spendwatch.openai_api import READ_TIMEOUT_S, Deadline, OpenAIClient
 from spendwatch.poll import collect_snapshot
 from spendwatch.runtime import PollerEnv, SsmConfigSource, utc_now
 from spendwatch.secrets import SecretSource, SsmSecrets
-from spendwatch.snapshot import Snapshot, UtcTime, isoformat_utc, parse_utc
+from spendwatch.snapshot import VERIFY_NONCE_PATTERN, Snapshot, UtcTime, isoformat_utc, parse_utc
 from spendwatch.store import SnapshotStore, ttl_epoch
 
 if TYPE_CHECKING:
@@ -80,7 +80,7 @@ class VerifyRequest(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     org_id: Annotated[str, Field(pattern=ORG_ID_PATTERN)]
-    verify: Annotated[str, Field(pattern=r"^[a-z0-9]{6,32}$")]
+    verify: Annotated[str, Field(pattern=VERIFY_NONCE_PATTERN)]
 
 
 class BadPollRequestError(SpendwatchError):

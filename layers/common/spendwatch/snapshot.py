@@ -21,6 +21,8 @@ from spendwatch.redact import scrub, scrub_data
 
 SCHEMA_VERSION = 2
 ITEM_KIND = "snapshot"
+VERIFY_NONCE_PATTERN = r"^[a-z0-9]{6,32}$"
+"""a `spendwatch verify` run's nonce, as `Snapshot.verify` carries it"""
 
 
 def org_pk(org_id: str) -> str:

@@ -21,6 +21,7 @@ from typing import Any, Protocol
 from spendwatch.config import ChannelConfig, OrganizationConfig, SpendwatchConfig
 from spendwatch.errors import DeliveryError, DeliveryUnknownError
 from spendwatch.money import format_percent, format_usd, percent_of
+from spendwatch.nflog import NotificationLog
 from spendwatch.notices import notice_message
 from spendwatch.observability import logger
 from spendwatch.render import Message, untrusted
@@ -28,24 +29,12 @@ from spendwatch.senders import Sender
 from spendwatch.snapshot import Snapshot, isoformat_utc
 from spendwatch.store import ClaimLostError
 
-NONCE_PATTERN = r"^[a-z0-9]{6,32}$"
 CONNECTED = "spendwatch is connected"
 CLAIM_LEASE_S = 180
 
 
-class CheckLog(Protocol):
-    """The part of `store.AlertStateStore` a verify message uses."""
-
-    def claim(
-        self,
-        org_id: str,
-        key: str,
-        *,
-        expected_version: int,
-        now: datetime,
-        expires_at: int,
-        lease_s: int | None = None,
-    ) -> None: ...
+class CheckLog(NotificationLog, Protocol):
+    """The notification log (`store.AlertStateStore`) with the verify outcome's own record."""
 
     def record_check(self, org_id: str, key: str, *, ok: bool, reason: str, detail: str, now: datetime) -> None: ...
 
