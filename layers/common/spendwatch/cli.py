@@ -47,7 +47,7 @@ def cmd_demo(_: argparse.Namespace) -> int:
     try:
         from spendwatch.devtools.demo import run_demo  # noqa: PLC0415
     except ImportError as exc:
-        _print_err(f"spendwatch demo needs the development extras ({exc.name} missing): pip install -e '.[dev]'")
+        _print_err(f"spendwatch demo needs the demo extra ({exc.name} missing): make demo, or pip install -e '.[demo]'")
         return 2
     return run_demo()
 
@@ -604,7 +604,7 @@ def build_parser() -> argparse.ArgumentParser:
         "run the whole pipeline locally (no AWS account or OpenAI key needed)",
         "OPENAI_ADMIN_KEY (poll your organization instead of the simulated one), OPENAI_BASE_URL, SPENDWATCH_CONFIG",
         "SLACK_WEBHOOK_URL, or SLACK_BOT_TOKEN and SLACK_CHANNEL (post to your Slack instead of a local stand-in)",
-        "exit status: 0 the pipeline ran; 1 nothing could be polled or a record was dead-lettered; 2 a missing extra",
+        "exit status: 0 the pipeline ran; 1 nothing polled or a record dead-lettered; 2 config error, no extra",
     )
     demo.set_defaults(func=cmd_demo)
     config = sub.add_parser("config", help="check, describe or deploy the config file")
