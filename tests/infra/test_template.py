@@ -175,6 +175,9 @@ def test_functions_env_names_tables_and_config(translated: dict[str, Any]) -> No
     assert alerter["ALERT_STATE_TABLE"] == {"Ref": "AlertStateTable"}
     assert alerter["SNAPSHOTS_TABLE"] == {"Ref": "SnapshotsTable"}
     assert alerter["SPENDWATCH_CONFIG_PARAMETER"] == {"Ref": "ConfigParameterName"}
+    # `spendwatch verify`'s message names the next scheduled poll (runtime.AlerterEnv reads both).
+    assert alerter["POLL_SCHEDULE"] == {"Ref": "PollSchedule"}
+    assert alerter["POLL_PERIOD_SECONDS"] == {"Ref": "PollPeriodSeconds"}
 
 
 def test_code_resources_use_makefile_builds(raw_template: dict[str, Any]) -> None:

@@ -196,8 +196,9 @@ def _logged(function: str) -> tuple[set[str], set[str]]:
 
 def test_dashboard_draws_the_stacks_health(dashboard: dict[str, Any]) -> None:
     metrics = {(m[0], m[1], *(m[2:4])) for m in _metrics(dashboard)}
-    for name in ("SnapshotsWritten", "SourceFailures", "AlertsSent"):
-        assert ("Spendwatch", name, "service", "spendwatch") in metrics, name
+    assert ("Spendwatch", "SnapshotsWritten", "service", "spendwatch") in metrics
+    logs = [w["properties"]["query"] for w in dashboard["widgets"] if w["type"] == "log"]
+    assert any("'source failed'" in q for q in logs) and any("'alert sent'" in q for q in logs), "from the logs"
     assert any("DeliveryFailures" in e for e in _expressions(dashboard)), "every reason of DeliveryFailures"
     for queue in ("AlerterDlqName", "PollDlqName"):
         assert ("AWS/SQS", "ApproximateNumberOfMessagesVisible", "QueueName", f"<{queue}>") in metrics

@@ -331,7 +331,7 @@ def test_pacer_spaces_posts_to_one_channel_and_not_across_channels() -> None:
     transport = FakeTransport([])
     first = SlackSender("a", lambda f: SlackCredentials(webhook_url=WEBHOOK), transport=transport, pacer=pacer)
     other = SlackSender(
-        "b", lambda f: SlackCredentials(webhook_url=WEBHOOK + "-other"), transport=transport, pacer=pacer
+        "b", lambda f: SlackCredentials(webhook_url=WEBHOOK + "other"), transport=transport, pacer=pacer
     )
     first.send(MESSAGE)
     other.send(MESSAGE)  # another destination: no wait

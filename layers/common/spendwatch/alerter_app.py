@@ -25,7 +25,7 @@ from spendwatch.config import SpendwatchConfig
 from spendwatch.errors import SnapshotFormatError, SpendwatchError
 from spendwatch.nflog import RESEND_AFTER_S
 from spendwatch.notices import log_unconfirmed, record_delivery_failure, with_fallback
-from spendwatch.observability import logger, metrics
+from spendwatch.observability import logger
 from spendwatch.rules import history_since
 from spendwatch.runtime import AlerterEnv, SsmConfigSource, sender_factory, utc_now
 from spendwatch.secrets import SsmSecrets
@@ -53,6 +53,8 @@ class AlerterApp:
     """read for the org's recent history (streak and baseline rules); None evaluates the snapshot alone"""
     resend_after_s: int = RESEND_AFTER_S
     """how long an unconfirmed message waits for its one re-send (`UNCONFIRMED_RESEND_AFTER_S`)"""
+    poll_period_s: int = 3600
+    poll_schedule: str | None = None
 
     @classmethod
     def from_environment(cls) -> AlerterApp:
@@ -68,6 +70,8 @@ class AlerterApp:
             pacer=pacer,
             snapshots=SnapshotStore(env.snapshots_table),
             resend_after_s=env.unconfirmed_resend_after_s,
+            poll_period_s=env.poll_period_seconds,
+            poll_schedule=env.poll_schedule,
         )
 
     def handle_record(self, record: dict[str, Any], remaining_ms: Callable[[], int] | None = None) -> Outcome | None:
@@ -94,19 +98,19 @@ class AlerterApp:
             pass  # process_snapshot ignores snapshots of organizations no longer configured
         else:
             senders = with_fallback(senders, config=config, org=org, states=self.states, now=self.now)
+        history = self._history(snapshot)
         outcome = process_snapshot(
             snapshot,
             config=config,
             states=self.states,
             sender_for=senders,
             now=self.now,
-            history=self._history(snapshot),
+            history=history,
             lease_s=lambda: math.ceil(remaining_s() + SAFETY_MARGIN_S) + CLAIM_LEASE_MARGIN_S,
             resend_after_s=self.resend_after_s,
             remaining_s=remaining_s,
         )
         for channel, alerts in outcome.sent:
-            metrics.add_metric(name="AlertsSent", unit="Count", value=len(alerts))
             logger.info(
                 "alert sent",
                 org_id=snapshot.org_id,
@@ -122,11 +126,29 @@ class AlerterApp:
                 keys=[f"{a.observation.key}#{channel}" for a in alerts],
                 resend=len(resent) == len(alerts),
             )
+        if snapshot.verify is not None:
+            self._post_connected(snapshot, config, history or [], remaining_s)
         if outcome.failures:
             for failure in outcome.failures:
                 record_delivery_failure(failure, org_id=snapshot.org_id)
             raise DeliveryFailedError(outcome.failures)
         return outcome
+
+    def _post_connected(
+        self, snapshot: Snapshot, config: SpendwatchConfig, history: list[Snapshot], remaining_s: Callable[[], float]
+    ) -> None:
+        """A `spendwatch verify` snapshot: "spendwatch is connected" to each channel, outcomes recorded."""
+        from spendwatch.verify import next_poll_text, post_connected  # noqa: PLC0415 - verify runs only
+
+        now = self.now()
+        post_connected(
+            snapshot,
+            config=config,
+            checks=self.states,
+            sender_for=self.sender_for(remaining_s),
+            now=now,
+            next_poll=next_poll_text(history, now=now, period_s=self.poll_period_s, schedule=self.poll_schedule),
+        )
 
     def _history(self, snapshot: Snapshot) -> list[Snapshot] | None:
         if self.snapshots is None:

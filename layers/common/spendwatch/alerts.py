@@ -9,6 +9,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 
+RESEND_AFTER_S = 3600
+"""How long an unconfirmed message waits before its one re-send (and how long a held claim lasts): long
+enough that no retry of the same record re-sends it, short enough that a really lost message is late by
+about one poll. (Here, with the data, so the poller's environment model can name it without importing the
+notification-log protocol, which its role may not run: tests/infra derives the IAM grants from imports.)"""
+
 
 @dataclass(frozen=True)
 class AlertState:

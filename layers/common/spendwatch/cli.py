@@ -19,6 +19,7 @@ from spendwatch.errors import ConfigError, SpendwatchError
 if TYPE_CHECKING:
     from spendwatch.config import SpendwatchConfig
     from spendwatch.snapshot import Snapshot
+    from spendwatch.store import SnapshotStore
 
 DEFAULT_CONFIG_PARAMETER = "/spendwatch/config"
 POLL_BUDGET_S = 120.0
@@ -27,17 +28,29 @@ Lambda's timeout; like the Lambda's, the poll stops asking `WRITE_RESERVE_S` (5 
 overrides it (e.g. tests, or a quick look)."""
 MIN_BUDGET_S = 6.0
 SSM_STANDARD_LIMIT_BYTES = 4096
+SSM_ADVANCED_LIMIT_BYTES = 8192
+ADVANCED_PARAMETER_USD_MONTH = "0.05"
+"""SSM's list price of one Advanced-tier parameter (Standard parameters are free)."""
 
 
 def _print_err(message: str) -> None:
     print(message, file=sys.stderr)
 
 
+def _print_problem(exc: Exception) -> None:
+    """A config error as `source: line N: field: problem`, one line per problem; any other error as one line."""
+    if isinstance(exc, ConfigError):
+        for problem in exc.problems:
+            _print_err(f"{exc.source}: {problem}")
+    else:
+        _print_err(" ".join(str(exc).split()))
+
+
 def cmd_demo(_: argparse.Namespace) -> int:
     try:
         from spendwatch.devtools.demo import run_demo  # noqa: PLC0415
     except ImportError as exc:
-        _print_err(f"spendwatch demo needs the development extras ({exc.name} missing): pip install -e '.[dev]'")
+        _print_err(f"spendwatch demo needs the demo extra ({exc.name} missing): make demo, or pip install -e '.[demo]'")
         return 2
     return run_demo()
 
@@ -88,30 +101,119 @@ def cmd_config_schema(_: argparse.Namespace) -> int:
 
 
 def cmd_config_push(args: argparse.Namespace) -> int:
-    from spendwatch.config import canonical_config_text, load_document, validate_config  # noqa: PLC0415
+    """Validate, show what changes against the deployed config, then store its canonical JSON in SSM.
+
+    Exit 0 when pushed (or unchanged, or `--dry-run`), 1 when the file is invalid or too large, or AWS
+    refused or could not be reached (one line saying what happened and what to do; nothing is half-written).
+    """
+    from spendwatch.aws_cli import AwsCallError, describe  # noqa: PLC0415
+    from spendwatch.config import canonical_config_text, config_warnings, read_config_file, validate_document  # noqa: PLC0415
 
     path = Path(args.file)
     try:
-        text = path.read_text(encoding="utf-8")
-        data = load_document(text, str(path))
-        validate_config(data, str(path))
-    except FileNotFoundError:
-        _print_err(f"{path}: file not found")
-        return 1
+        doc = read_config_file(path)
+        config = validate_document(doc)
     except ConfigError as exc:
-        _print_err(f"{exc}\nnot pushed: the deployed functions keep their current config")
+        for problem in exc.problems:
+            _print_err(f"{exc.source}: {problem}")
+        _print_err("not pushed: the deployed functions keep their current config")
         return 1
+    for warning in config_warnings(config, doc):
+        _print_err(f"{path}: warning: {warning}")
     # The functions read this canonical JSON without a YAML parser; comments and layout are not stored.
-    canonical = canonical_config_text(data)
+    canonical = canonical_config_text(doc.data)
     size = len(canonical.encode())
-    if size > SSM_STANDARD_LIMIT_BYTES:
-        _print_err(f"{path}: {size} bytes as stored, over the 4 KB of a standard SSM parameter")
+    if size > SSM_ADVANCED_LIMIT_BYTES:
+        _print_err(
+            f"{path}: {size:,} bytes as stored, over the 8 KB of even an Advanced SSM parameter; not pushed. "
+            "Split the organizations between two stacks, each with its own ConfigParameterName (docs/deploy.md)"
+        )
         return 1
-    import boto3  # noqa: PLC0415
+    try:
+        return _push(args, path, doc.data, canonical)
+    except AwsCallError as exc:
+        _print_problem(exc)
+    except Exception as exc:
+        if not _is_aws_error(exc):
+            raise
+        where = args.parameter
+        permission = "ssm:GetParameter and ssm:PutParameter"
+        _print_err(describe(exc, action=f"push the config to {where}", permission=permission, resource=where))
+    _print_err("not pushed: the deployed functions keep their current config")
+    return 1
 
-    boto3.client("ssm").put_parameter(Name=args.parameter, Value=canonical, Type="String", Overwrite=True)
-    print(f"pushed {path} ({size} bytes) to SSM parameter {args.parameter}; the functions pick it up within a minute")
+
+def _push(args: argparse.Namespace, path: Path, data: Any, canonical: str) -> int:
+    from spendwatch.aws_cli import Aws, error_code  # noqa: PLC0415
+
+    name, size = args.parameter, len(canonical.encode())
+    tier = "Standard" if size <= SSM_STANDARD_LIMIT_BYTES else "Advanced"
+    ssm = Aws.connect(region=args.region, profile=args.profile).client("ssm")
+    try:
+        deployed: str | None = str(ssm.get_parameter(Name=name)["Parameter"]["Value"])
+    except Exception as exc:
+        if error_code(exc) != "ParameterNotFound":
+            raise
+        deployed = None
+    if deployed == canonical:
+        print(f"{name} already holds this config ({size:,} bytes): nothing to push")
+        return 0
+    print(f"{path} -> SSM parameter {name}:" if deployed is not None else f"{path} -> new SSM parameter {name}")
+    for line in _config_changes(deployed, data):
+        print(f"  {line}")
+    if tier == "Advanced":
+        print(
+            f"  {size:,} bytes as stored: over the 4 KB of a standard parameter, so it uses the Advanced tier "
+            f"(${ADVANCED_PARAMETER_USD_MONTH} a month, plus $0.05 per 10,000 reads; AWS cannot move it back to "
+            "Standard without deleting it)"
+        )
+    if args.dry_run:
+        print("dry run: not pushed")
+        return 0
+    # Standard is asked for by leaving the tier out: an explicit downgrade of a parameter that is already
+    # Advanced would be refused.
+    extra = {"Tier": tier} if tier == "Advanced" else {}
+    ssm.put_parameter(Name=name, Value=canonical, Type="String", Overwrite=True, **extra)
+    print(f"pushed {path} ({size:,} bytes) to {name}; the functions pick it up within a minute")
     return 0
+
+
+def _config_changes(deployed: str | None, new: Any) -> list[str]:
+    from spendwatch.config import load_document  # noqa: PLC0415
+    from spendwatch.config_diff import config_changes  # noqa: PLC0415
+
+    if deployed is None:
+        return ["(first push)"]
+    try:
+        old = load_document(deployed, "the deployed config")
+    except Exception:  # whatever is there (hand-written, an old format) is replaced; say so
+        return ["(the deployed value is not a readable config: it is replaced whole)"]
+    return config_changes(old, new) or ["(same settings; only the stored form changes)"]
+
+
+def _snapshot_store(table: str) -> SnapshotStore | None:
+    """The deployed snapshots table's store, or None after saying why it cannot be had (no region, …)."""
+    from spendwatch.store import SnapshotStore  # noqa: PLC0415
+
+    try:
+        return SnapshotStore(table)
+    except Exception as exc:  # no region, an unknown profile: before any call
+        if not _is_aws_error(exc):
+            raise
+        _print_err(_table_problem(exc, table))
+        return None
+
+
+def _table_problem(exc: Exception, table: str) -> str:
+    from spendwatch.aws_cli import describe  # noqa: PLC0415
+
+    return describe(exc, action=f"read the snapshots table {table}", permission="dynamodb:Query", resource=table)
+
+
+def _is_aws_error(exc: Exception) -> bool:
+    from botocore.exceptions import BotoCoreError, ClientError  # noqa: PLC0415
+
+    return isinstance(exc, BotoCoreError | ClientError)
 
 
 def cmd_poll(args: argparse.Namespace) -> int:
@@ -131,7 +233,7 @@ def cmd_poll(args: argparse.Namespace) -> int:
     try:
         config = resolve_local_config(os.environ)
     except ConfigError as exc:
-        _print_err(str(exc))
+        _print_problem(exc)
         return 2
     orgs = [o for o in config.organizations if args.org in (None, o.id)]
     if not orgs:
@@ -243,7 +345,7 @@ def cmd_check(args: argparse.Namespace) -> int:
         config = resolve_local_config(os.environ)
         snapshots = _load_snapshots(Path(args.snapshot)) if args.snapshot else None
     except SpendwatchError as exc:
-        _print_err(str(exc))
+        _print_problem(exc)
         return 2
     known = [o.id for o in config.organizations]
     if args.org is not None and args.org not in known:
@@ -346,7 +448,7 @@ def cmd_test_alert(args: argparse.Namespace) -> int:
     try:
         config = resolve_local_config(os.environ)
     except ConfigError as exc:
-        _print_err(str(exc))
+        _print_problem(exc)
         return 2
     names = [args.channel] if args.channel else list(config.channels)
     unknown = [n for n in names if n not in config.channels]
@@ -375,7 +477,7 @@ def cmd_test_alert(args: argparse.Namespace) -> int:
                 print(f"{name}: NOT CONFIRMED ({exc.reason}): {exc.detail}; check the channel")
                 continue
             kind = "retryable" if exc.retryable else "permanent"
-            print(f"{name}: FAILED ({exc.reason}, {kind}): {exc.detail}")
+            print(f"{name}: FAILED ({exc.reason}, {kind}): {exc.detail}" + (f"; fix: {exc.fix}" if exc.fix else ""))
             continue
         print(f"{name}: sent")
     if failed:
@@ -405,7 +507,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     try:
         config = resolve_local_config(os.environ)
     except ConfigError as exc:
-        _print_err(str(exc))
+        _print_problem(exc)
         return 2
     orgs = [o for o in config.organizations if args.org in (None, o.id)]
     if not orgs:
@@ -415,9 +517,9 @@ def cmd_report(args: argparse.Namespace) -> int:
     table = args.table or os.environ.get("SNAPSHOTS_TABLE")
     reports: list[OrgReport] = []
     if table:
-        from spendwatch.store import SnapshotStore  # noqa: PLC0415
-
-        store = SnapshotStore(table)
+        store = _snapshot_store(table)
+        if store is None:
+            return 2
         source = f"DynamoDB table {table}"
         for org in orgs:
             history: SnapshotHistory = TableHistory(store, org.id)
@@ -436,17 +538,14 @@ def cmd_report(args: argparse.Namespace) -> int:
             )
             for failure in snapshots[org.id].failures:
                 _print_err(f"{org.id}: source {failure.source} failed [{failure.kind}]: {failure.detail}")
-    from botocore.exceptions import BotoCoreError, ClientError  # noqa: PLC0415
-
     now = datetime.now(UTC)  # after the local poll, so its snapshot is not in the future
     try:
         page = render_report(reports, month, now=now, source=source)
         totals = org_totals(reports, month, now)
-    except ClientError as exc:
-        _print_err(f"cannot read the snapshots table {table}: {exc.response.get('Error', {}).get('Code', 'error')}")
-        return 2
-    except BotoCoreError as exc:
-        _print_err(f"cannot read the snapshots table {table}: {type(exc).__name__}")
+    except Exception as exc:
+        if not _is_aws_error(exc):
+            raise
+        _print_err(_table_problem(exc, str(table)))
         return 2
     out = Path(args.out or f"spendwatch-report-{month}.html")
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -478,35 +577,160 @@ def _budget_option(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def cmd_verify(args: argparse.Namespace) -> int:
+    """Prove the deployed stack works end to end (`spendwatch.verify_cli`); exit 0 all ✓, 1 any ✗, 2 usage."""
+    from spendwatch.aws_cli import Aws  # noqa: PLC0415
+    from spendwatch.verify_cli import Report, Verifier, default_marks  # noqa: PLC0415
+
+    if args.timeout <= 0:
+        _print_err("--timeout must be a positive number of seconds")
+        return 2
+    report = Report(out=lambda line: print(line, flush=True), marks=default_marks())
+    aws = Aws.connect(region=args.region, profile=args.profile)
+    return Verifier(aws, args.stack, report, timeout_s=args.timeout).run(args.org)
+
+
+AWS_ENV = (
+    "AWS_PROFILE, AWS_REGION / AWS_DEFAULT_REGION, AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY / AWS_SESSION_TOKEN "
+    "(or your profile's credentials), AWS_ENDPOINT_URL and AWS_ENDPOINT_URL_<SERVICE> (local stand-ins)"
+)
+LOCAL_CONFIG_ENV = (
+    "SPENDWATCH_CONFIG (else config/spendwatch.yaml; with neither, one organization from OPENAI_ADMIN_KEY, "
+    "OPENAI_ADMIN_KEY_ID, SPENDWATCH_ORG_ID, SPENDWATCH_ORG_NAME, SPENDWATCH_MONTHLY_BUDGET_USD, "
+    "SPENDWATCH_THRESHOLDS_PERCENT)"
+)
+OPENAI_ENV = "the keys' variables the config names (OPENAI_ADMIN_KEY, OPENAI_SESSION_KEY by default), OPENAI_BASE_URL"
+SLACK_ENV = (
+    "the Slack variables the config names (SLACK_WEBHOOK_URL, SLACK_BOT_TOKEN by default), SLACK_CHANNEL, "
+    "SLACK_API_BASE_URL"
+)
+
+
+def _epilog(*lines: str) -> str:
+    """The environment variables a command reads (every line but the last), then its exit statuses."""
+    *env, status = lines
+    env.append("SPENDWATCH_DEBUG=1: print the traceback of an unexpected error")
+    return "environment:\n" + "\n".join(f"  {line}" for line in env) + f"\n\n{status}"
+
+
+def _aws_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--region", help="AWS region (default: AWS_REGION, or your profile's region)")
+    parser.add_argument("--profile", help="AWS profile from ~/.aws/config (default: AWS_PROFILE)")
+
+
+def _sub(sub: Any, name: str, help_text: str, *epilog: str) -> argparse.ArgumentParser:
+    parser: argparse.ArgumentParser = sub.add_parser(
+        name,
+        help=help_text,
+        description=help_text[0].upper() + help_text[1:] + ".",
+        epilog=_epilog(*epilog),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    return parser
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="spendwatch", description="Watch an OpenAI organization's money.")
-    sub = parser.add_subparsers(dest="command", required=True)
-    demo = sub.add_parser("demo", help="run the whole pipeline locally (no AWS account or OpenAI key needed)")
+    from spendwatch import __version__  # noqa: PLC0415
+
+    parser = argparse.ArgumentParser(
+        prog="spendwatch",
+        description="Watch an OpenAI organization's money.",
+        epilog="exit status: 0 success; 1 the command ran and found a problem (or failed); 2 bad usage or input. "
+        "`spendwatch COMMAND --help` lists the environment variables each command reads.",
+    )
+    parser.add_argument("--version", action="version", version=f"spendwatch {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    demo = _sub(
+        sub,
+        "demo",
+        "run the whole pipeline locally (no AWS account or OpenAI key needed)",
+        "OPENAI_ADMIN_KEY (poll your organization instead of the simulated one), OPENAI_BASE_URL, SPENDWATCH_CONFIG",
+        "SLACK_WEBHOOK_URL, or SLACK_BOT_TOKEN and SLACK_CHANNEL (post to your Slack instead of a local stand-in)",
+        "exit status: 0 the pipeline ran; 1 nothing polled or a record dead-lettered; 2 config error, no extra",
+    )
     demo.set_defaults(func=cmd_demo)
-    config = sub.add_parser("config", help="check or deploy the config file")
-    config_sub = config.add_subparsers(dest="config_command", required=True)
-    validate = config_sub.add_parser("validate", help="validate a config file; non-zero exit when invalid")
+    config = sub.add_parser("config", help="check, describe or deploy the config file")
+    config_sub = config.add_subparsers(dest="config_command", required=True, metavar="SUBCOMMAND")
+    validate = _sub(
+        config_sub,
+        "validate",
+        "validate a config file; non-zero exit when invalid",
+        "the Slack webhook variables the config names (SLACK_WEBHOOK_URL by default): checked for shape, never printed",
+        "exit status: 0 valid (warnings allowed); 1 invalid, or a warning with --strict",
+    )
     validate.add_argument("file")
     validate.add_argument("--strict", action="store_true", help="warnings fail too (exit 1)")
     validate.set_defaults(func=cmd_config_validate)
-    schema = config_sub.add_parser("schema", help="print the config's JSON Schema (for editors)")
+    schema = _sub(config_sub, "schema", "print the config's JSON Schema (for editors)", "exit status: 0")
     schema.set_defaults(func=cmd_config_schema)
-    push = config_sub.add_parser("push", help="validate, then store the config in SSM for the deployed functions")
+    push = _sub(
+        config_sub,
+        "push",
+        "validate, show the changes against the deployed config, then store the config in SSM",
+        AWS_ENV,
+        "exit status: 0 pushed, unchanged or --dry-run; 1 invalid, too large, or AWS refused or was unreachable",
+    )
     push.add_argument("file")
-    push.add_argument("--parameter", default=DEFAULT_CONFIG_PARAMETER)
+    push.add_argument(
+        "--parameter",
+        default=DEFAULT_CONFIG_PARAMETER,
+        help=f"the stack's ConfigParameterName (default {DEFAULT_CONFIG_PARAMETER})",
+    )
+    push.add_argument("--dry-run", action="store_true", help="validate and show the changes; store nothing")
+    _aws_options(push)
     push.set_defaults(func=cmd_config_push)
-    poll = sub.add_parser("poll", help="poll OpenAI once and print the snapshot (no AWS needed)")
+    verify = _sub(
+        sub,
+        "verify",
+        "prove the deployed stack works: poll now, follow the snapshot to the alerter, post to every channel",
+        AWS_ENV,
+        "exit status: 0 every step passed; 1 a step failed (its fix is printed); 2 bad usage",
+    )
+    verify.add_argument("--stack", default="spendwatch", help="the CloudFormation stack (default: spendwatch)")
+    verify.add_argument("--org", help="only this organization id")
+    verify.add_argument(
+        "--timeout",
+        type=float,
+        default=120.0,
+        metavar="SECONDS",
+        help="how long to wait for the alerter's report (default 120)",
+    )
+    _aws_options(verify)
+    verify.set_defaults(func=cmd_verify)
+    poll = _sub(
+        sub,
+        "poll",
+        "poll OpenAI once and print the snapshot (no AWS needed)",
+        LOCAL_CONFIG_ENV,
+        OPENAI_ENV,
+        "exit status: 0 some data was collected; 1 nothing could be collected; 2 a config error",
+    )
     poll.add_argument("--org", help="only this organization id")
     poll.add_argument("--json", action="store_true", help="print exactly one JSON document on stdout")
     _budget_option(poll)
     poll.set_defaults(func=cmd_poll)
-    check = sub.add_parser("check", help="print the alerts the rules would fire now, without sending anything")
+    check = _sub(
+        sub,
+        "check",
+        "print the alerts the rules would fire now, without sending anything",
+        LOCAL_CONFIG_ENV,
+        OPENAI_ENV,
+        "exit status: 0 checked (whether or not alerts would fire); 1 nothing could be polled; 2 config or input error",
+    )
     check.add_argument("--org", help="only this organization id")
     check.add_argument("--snapshot", metavar="FILE", help="a snapshot as printed by `poll --json` instead of a poll")
     check.add_argument("--json", action="store_true", help="print exactly one JSON document on stdout")
     _budget_option(check)
     check.set_defaults(func=cmd_check)
-    report = sub.add_parser("report", help="write one self-contained HTML page of a month's spend")
+    report = _sub(
+        sub,
+        "report",
+        "write one self-contained HTML page of a month's spend",
+        "SNAPSHOTS_TABLE (the deployed table when --table is not given), " + AWS_ENV,
+        LOCAL_CONFIG_ENV,
+        OPENAI_ENV + " (without a table: a fresh local poll)",
+        "exit status: 0 written; 1 written but no organization had data; 2 bad input or an unreadable table",
+    )
     report.add_argument("--org", help="only this organization id")
     report.add_argument("--month", metavar="YYYY-MM", help="the UTC month (default: this month)")
     report.add_argument(
@@ -518,7 +742,16 @@ def build_parser() -> argparse.ArgumentParser:
         help="the deployed snapshots table (default: SNAPSHOTS_TABLE; none: a fresh local poll)",
     )
     report.set_defaults(func=cmd_report)
-    test_alert = sub.add_parser("test-alert", help="send a test message to every configured channel")
+    test_alert = _sub(
+        sub,
+        "test-alert",
+        "send a test message to every configured channel, with local credentials",
+        LOCAL_CONFIG_ENV,
+        SLACK_ENV + "; AWS credentials and region for e-mail (SES)",
+        "SPENDWATCH_SLACK_TIMEOUT_S, SPENDWATCH_SLACK_CONNECT_TIMEOUT_S, SPENDWATCH_SES_CONNECT_TIMEOUT_S, "
+        "SPENDWATCH_SES_READ_TIMEOUT_S",
+        "exit status: 0 every channel accepted it; 1 a channel failed or did not confirm; 2 a config error",
+    )
     test_alert.add_argument("--channel", help="only this channel")
     test_alert.set_defaults(func=cmd_test_alert)
     return parser
@@ -543,8 +776,11 @@ def _run(argv: Sequence[str] | None) -> int:
     args = build_parser().parse_args(argv)
     try:
         code: int = args.func(args)
+    except ConfigError as exc:
+        _print_problem(exc)
+        return 2
     except SpendwatchError as exc:
-        _print_err(f"error: {exc}")
+        _print_err(f"error: {' '.join(str(exc).split())}")
         return 1
     except KeyboardInterrupt:
         return 130
@@ -554,7 +790,8 @@ def _run(argv: Sequence[str] | None) -> int:
             import traceback  # noqa: PLC0415
 
             traceback.print_exc(file=sys.stderr)
-        _print_err(f"error: unexpected {type(exc).__name__}: {exc} (set SPENDWATCH_DEBUG=1 for the traceback)")
+        detail = " ".join(str(exc).split())
+        _print_err(f"error: unexpected {type(exc).__name__}: {detail} (set SPENDWATCH_DEBUG=1 for the traceback)")
         return 1
     return code
 

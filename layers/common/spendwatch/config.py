@@ -563,6 +563,10 @@ class OrganizationConfig(_Model):
             parameter=f"/spendwatch/{self.id}/openai-session-key", env="OPENAI_SESSION_KEY"
         )
 
+    def all_channels(self) -> list[str]:
+        """Every channel that carries this organization's messages: its channels, then its fallback channel."""
+        return [*self.channels, *([self.fallback_channel] if self.fallback_channel else [])]
+
 
 class InconsistentConfigError(SpendwatchError):
     """Fields that are valid one by one but not together (an unknown channel, a shared key parameter).

@@ -8,6 +8,7 @@ process has read (`spendwatch.redact`), whatever a reply or a receiver echoed in
 from __future__ import annotations
 
 from spendwatch.redact import scrub
+from spendwatch.remedies import delivery_fix
 
 
 class SpendwatchError(Exception):
@@ -119,7 +120,10 @@ class DeliveryError(SpendwatchError):
         self.detail = scrub(detail)
         self.retryable = retryable
         self.reason = reason
-        super().__init__(f"channel {channel!r}: {self.detail} ({self._label()})")
+        self.fix = None if retryable else delivery_fix(reason)
+        """what the user must change for this channel to work (`remedies`), for a permanent failure"""
+        fix = f"; fix: {self.fix}" if self.fix else ""
+        super().__init__(f"channel {channel!r}: {self.detail} ({self._label()}){fix}")
 
     def _label(self) -> str:
         return "retryable" if self.retryable else "permanent"

@@ -23,13 +23,10 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Protocol
 
-from spendwatch.alerts import AlertState
+from spendwatch.alerts import RESEND_AFTER_S, AlertState
 from spendwatch.observability import logger
 
-RESEND_AFTER_S = 3600
-"""How long an unconfirmed message waits before its one re-send (and how long a held claim lasts): long
-enough that no retry of the same record re-sends it, short enough that a really lost message is late by
-about one poll."""
+__all__ = ["RESEND_AFTER_S", "NotificationLog", "record_after_send", "resend_deadline"]
 HOLD_S = RESEND_AFTER_S
 RECORD_BACKOFF_S = (0.2, 0.5)
 """Waits between the attempts to record a sent message (botocore retries throttling underneath too)."""

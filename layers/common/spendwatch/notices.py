@@ -20,6 +20,7 @@ from spendwatch.config import ChannelConfig, OrganizationConfig, SpendwatchConfi
 from spendwatch.errors import DeliveryError, DeliveryUnknownError
 from spendwatch.nflog import RESEND_AFTER_S, NotificationLog, record_after_send, resend_deadline
 from spendwatch.observability import logger, metrics
+from spendwatch.remedies import delivery_fix
 from spendwatch.render import HEADER_LIMIT, SECTION_LIMIT, Message, escape, escape_plain, truncate, untrusted
 from spendwatch.senders import EmailPayload, Sender, metric_reason
 from spendwatch.store import ClaimLostError
@@ -252,9 +253,10 @@ class FallbackSender:
                 f"Channel {self.name} failed permanently: {untrusted(reason)}.",
                 f"Alerts for {org_name} are not reaching it until it is fixed.",
             ]
+            fix = delivery_fix(reason)
             context = (
-                "Check the channel's credential (SSM parameter) and destination, then watch for the recovery notice."
-            )
+                f"Fix: {fix}." if fix else "Check the channel's credential (SSM parameter) and destination."
+            ) + " Then watch for the recovery notice."
         else:
             title = f"spendwatch: channel {self.name} works again for {org_name}"
             lines = [f"Channel {self.name} delivered an alert for {org_name} again."]
@@ -308,6 +310,7 @@ def record_delivery_failure(error: DeliveryError, *, org_id: str, role: str = "m
         retryable=error.retryable,
         detail=error.detail,
         role=role,
+        fix=error.fix,
     )
 
 
@@ -323,7 +326,6 @@ def log_fallback_event(event: FallbackEvent, *, org_id: str) -> None:
         if event.error is not None:
             record_delivery_failure(event.error, org_id=org_id, role="fallback")
         return
-    metrics.add_metric(name="AlertsSent", unit="Count", value=1)
     logger.warning(event.event.replace("_", " "), org_id=org_id, channel=event.channel, fallback=event.fallback)
 
 

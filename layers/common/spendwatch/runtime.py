@@ -14,6 +14,7 @@ from typing import Annotated, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from spendwatch.alerts import RESEND_AFTER_S
 from spendwatch.config import (
     ChannelConfig,
     EmailChannelConfig,
@@ -23,7 +24,6 @@ from spendwatch.config import (
     parse_config,
 )
 from spendwatch.errors import ConfigError, DeliveryError, EnvironmentConfigError
-from spendwatch.nflog import RESEND_AFTER_S
 from spendwatch.secrets import SecretSource
 from spendwatch.senders import (
     SES_CONNECT_TIMEOUT_S,
@@ -74,6 +74,9 @@ class AlerterEnv(_Env):
     slack_api_base_url: str | None = None
     unconfirmed_resend_after_s: Annotated[int, Field(ge=1, le=86400)] = RESEND_AFTER_S
     """how long a message whose delivery is unknown waits for its one re-send (tests: a second)"""
+    poll_period_seconds: Annotated[int, Field(ge=60, le=86400)] = 3600
+    poll_schedule: str | None = None
+    """the stack's PollSchedule and PollPeriodSeconds: `spendwatch verify`'s message names the next poll"""
 
 
 class WatchdogEnv(_Env):

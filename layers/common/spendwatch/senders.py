@@ -34,6 +34,7 @@ from http.client import HTTPConnection, HTTPSConnection
 from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import urlsplit
 
+from spendwatch.config import webhook_url_problem
 from spendwatch.errors import DeliveryError, DeliveryUnknownError
 from spendwatch.redact import scrub, scrub_data
 from spendwatch.render import Message, neutralize
@@ -341,6 +342,18 @@ class SlackSender:
                 "no Slack webhook URL, and no bot token with a channel, is configured",
                 retryable=False,
                 reason="not_configured",
+            )
+        problem = webhook_url_problem(creds.webhook_url) if creds.webhook_url else None
+        if problem and not force:
+            return self._read_credentials(True)  # it may have just been fixed: read past the cache once
+        if problem:
+            # A stored value that is not a webhook URL (a pasted line break, the wrong URL) is a configuration
+            # error, not a delivery that might work on retry: http.client would refuse it as "connection".
+            raise DeliveryError(
+                self.name,
+                f"the stored webhook URL is not a Slack incoming-webhook URL: {problem}",
+                retryable=False,
+                reason="invalid_url",
             )
         return creds
 

@@ -21,6 +21,8 @@ from spendwatch.redact import scrub, scrub_data
 
 SCHEMA_VERSION = 2
 ITEM_KIND = "snapshot"
+VERIFY_NONCE_PATTERN = r"^[a-z0-9]{6,32}$"
+"""a `spendwatch verify` run's nonce, as `Snapshot.verify` carries it"""
 
 
 def org_pk(org_id: str) -> str:
@@ -204,6 +206,9 @@ class Snapshot(_Model):
     failures: tuple[SourceFailure, ...] = ()
     sources_ok: tuple[str, ...] = ()
     schema_version: int = SCHEMA_VERSION
+    verify: str | None = None
+    """the nonce of the `spendwatch verify` run that asked for this poll (None for a scheduled poll): the
+    alerter then also posts "spendwatch is connected" to every channel of the organization"""
 
     @field_validator("schema_version")
     @classmethod

@@ -70,6 +70,7 @@ class SnapshotStore:
         "failures",
         "sources_ok",
         "conditions",
+        "verify",
     )
 
     def recent_snapshots(
@@ -332,13 +333,42 @@ class AlertStateStore:
             TableName=self._table, Key=self._key(org_id, key), UpdateExpression="REMOVE pending_until, held_at"
         )
 
+    def record_check(self, org_id: str, key: str, *, ok: bool, reason: str, detail: str, now: datetime) -> None:
+        """Record the outcome of a `spendwatch verify` message (after its send, like `mark_sent`): the version
+        bumps and the claim is released, so a redelivered record never posts it again. Kept a day."""
+        self._client.update_item(
+            TableName=self._table,
+            Key=self._key(org_id, key),
+            UpdateExpression=(
+                "SET notified_at = :at, check_ok = :ok, last_reason = :reason, check_detail = :detail, "
+                "expires_at = :exp, version = if_not_exists(version, :zero) + :one REMOVE pending_until, held_at"
+            ),
+            ExpressionAttributeValues={
+                ":at": {"S": now.isoformat()},
+                ":ok": {"BOOL": ok},
+                ":reason": {"S": reason},
+                ":detail": {"S": detail[:2000]},
+                ":exp": {"N": str(int(now.timestamp()) + 86400)},
+                ":zero": {"N": "0"},
+                ":one": {"N": "1"},
+            },
+        )
+
+    def check_result(self, org_id: str, key: str) -> dict[str, Any] | None:
+        """What `record_check` stored for `key`, or None while nothing is recorded (`spendwatch verify` reads it)."""
+        item = self._client.get_item(TableName=self._table, Key=self._key(org_id, key), ConsistentRead=True).get("Item")
+        if not item or "check_ok" not in item:
+            return None
+        return from_attribute_map(item)
+
     def notified_between(self, org_id: str, start: datetime, end: datetime) -> list[AlertState]:
         """The org's notification-log entries whose last notification was in [start, end) (one Query,
         paginated): what a digest reports as "alerts sent this period"."""
         request: dict[str, Any] = {
             "TableName": self._table,
             "KeyConditionExpression": "pk = :pk AND begins_with(sk, :alert)",
-            "FilterExpression": "notified_at >= :start AND notified_at < :end",
+            # `spendwatch verify`'s messages (check_ok) are not alerts.
+            "FilterExpression": "notified_at >= :start AND notified_at < :end AND attribute_not_exists(check_ok)",
             "ExpressionAttributeValues": {
                 ":pk": {"S": org_pk(org_id)},
                 ":alert": {"S": "ALERT#"},

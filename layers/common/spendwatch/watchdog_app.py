@@ -20,7 +20,7 @@ from spendwatch.config import OrganizationConfig, SpendwatchConfig
 from spendwatch.errors import DeliveryError
 from spendwatch.notices import NotificationLog, SenderFactory, notice_message, notify_on_change, record_delivery_failure
 from spendwatch.notices import with_fallback as _with_fallback
-from spendwatch.observability import logger, metrics
+from spendwatch.observability import logger
 from spendwatch.render import untrusted
 from spendwatch.runtime import SsmConfigSource, WatchdogEnv, sender_factory, utc_now
 from spendwatch.secrets import SsmSecrets
@@ -183,7 +183,6 @@ class WatchdogApp:
                 continue
             if sent:
                 result.notified.append(channel)
-                metrics.add_metric(name="AlertsSent", unit="Count", value=1)
                 logger.warning(
                     "snapshot staleness notified",
                     org_id=org.id,

@@ -251,5 +251,5 @@ def run_demo(environ: Mapping[str, str] | None = None, out: Callable[[str], None
             return 1
         for line in show_digest_and_report(pipeline, setup.config, poll_time, fake_slack, log):
             out(line)
-    out("\nDone. To deploy: `sam build && sam deploy --guided` (docs/deploy.md).")
+    out("\nDone. To deploy: `make deploy`, then `spendwatch config push` and `spendwatch verify` (README, Deploy).")
     return 0
