@@ -101,7 +101,7 @@ OK = SlackReply(200, None)
         (SlackReply(599, "dns"), "transient"),
         (SlackReply(599, "connect_timeout"), "transient"),
         (SlackReply(599, "tls"), "transient"),
-        (SlackReply(200, "internal_error"), "transient"),
+        (SlackReply(200, "internal_error"), "unknown"),
         (SlackReply(200, "fatal_error"), "unknown"),
         (SlackReply(504, "http_504"), "unknown"),
         (SlackReply(504, "rollup_error"), "unknown"),

@@ -253,7 +253,8 @@ class _Raw:
         # provably not sent: retried within the time left
         ([EndpointConnectionError(endpoint_url=ENDPOINT)], "ok", 2, [1.0]),
         ([ConnectTimeoutError(endpoint_url=ENDPOINT)] * 3, "retryable:connect_timeout", 3, [1.0, 2.0]),
-        ([SSLError(endpoint_url=ENDPOINT, error=ssl.SSLError("handshake"))], "ok", 2, [1.0]),
+        # botocore raises SSLError for a TLS failure while reading the answer too: the request may have left
+        ([SSLError(endpoint_url=ENDPOINT, error=ssl.SSLError("bad record"))], "unknown:tls_after_send", 1, []),
         (
             [EndpointConnectionError(endpoint_url=ENDPOINT), ReadTimeoutError(endpoint_url=ENDPOINT)],
             "unknown:read_timeout",
@@ -312,3 +313,27 @@ def test_email_timeouts_are_settable_and_bound_the_time_a_call_needs(aws_env: No
     with pytest.raises(DeliveryError) as caught:
         slow.send(hostile_message())
     assert caught.value.reason == "out_of_time"
+
+
+def test_email_ses_5xx_without_an_error_code_is_retried_not_permanent() -> None:
+    from botocore.exceptions import ClientError
+
+    class Failing:
+        def __init__(self) -> None:
+            self.calls = 0
+
+        def send_email(self, **kwargs: Any) -> dict[str, str]:
+            self.calls += 1
+            if self.calls == 1:
+                # An HTML 503 from a load balancer: botocore can only name the status.
+                raise ClientError(
+                    {"Error": {"Code": "503", "Message": ""}, "ResponseMetadata": {"HTTPStatusCode": 503}},
+                    "SendEmail",
+                )
+            return {"MessageId": "m"}
+
+    client = Failing()
+    email, slept = email_sender(client)
+    email.send(hostile_message())
+    assert client.calls == 2
+    assert slept == [1.0]

@@ -92,17 +92,15 @@ PAYLOAD_SLACK_ERRORS = frozenset(
     }
 )
 """Our message is wrong (a bug): retrying the same payload cannot help."""
-TRANSIENT_SLACK_ERRORS = frozenset(
-    {"ratelimited", "rate_limited", "internal_error", "service_unavailable", "request_timeout"}
-)
+TRANSIENT_SLACK_ERRORS = frozenset({"ratelimited", "rate_limited", "service_unavailable", "request_timeout"})
 """Slack answered that it did not take the message this time: retry."""
-UNKNOWN_SLACK_ERRORS = frozenset({"fatal_error"})
-"""Slack: "it's possible some aspect of the operation succeeded before the error was raised"."""
+UNKNOWN_SLACK_ERRORS = frozenset({"fatal_error", "internal_error"})
+"""Slack documents both: "it's possible some aspect of the operation succeeded before the error was raised"."""
 PERMANENT_SLACK_ERRORS = AUTH_SLACK_ERRORS | REVOKED_WEBHOOK_ERRORS | DESTINATION_SLACK_ERRORS | PAYLOAD_SLACK_ERRORS
 
 NOT_SENT_REASONS = frozenset({"connection", "dns", "connect_timeout", "tls"})
 """The request provably did not reach the receiver (connect, DNS, TLS handshake, or sending failed)."""
-UNKNOWN_OUTCOME_REASONS = frozenset({"read_timeout", "connection_reset", "unreadable_reply", "http_504"})
+UNKNOWN_OUTCOME_REASONS = frozenset({"read_timeout", "connection_reset", "unreadable_reply", "http_504", "tls_after_send"})
 """The request was sent; no answer says whether it was acted on."""
 
 RETRYABLE_SES_ERRORS = frozenset(
@@ -716,7 +714,8 @@ def classify_botocore(exc: Exception) -> SesError | None:
     if isinstance(exc, bce.ConnectTimeoutError):
         return SesError("connect_timeout", True)
     if isinstance(exc, bce.SSLError):
-        return SesError("tls", True)
+        # botocore raises it for TLS failures while reading the answer too, after the request left.
+        return None
     if isinstance(exc, bce.ConnectionError):  # EndpointConnectionError (refused, DNS), proxy: before sending
         return SesError("connection", True)
     if isinstance(exc, bce.HTTPClientError):  # ReadTimeoutError, ConnectionClosedError, anything mid-request
@@ -729,7 +728,8 @@ def classify_botocore(exc: Exception) -> SesError | None:
 
 
 def _unknown_reason(exc: Exception) -> str:
-    return "read_timeout" if "ReadTimeout" in type(exc).__name__ else "connection_reset"
+    name = type(exc).__name__
+    return "read_timeout" if "ReadTimeout" in name else "tls_after_send" if name == "SSLError" else "connection_reset"
 
 
 class EmailSender:
@@ -832,6 +832,10 @@ class EmailSender:
                         self.name, "SES's gateway timed out (http_504); SES may have accepted it", reason="http_504"
                     ) from None
                 error = classify_ses(str(exc.response.get("Error", {}).get("Code", "error")))
+                status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+                if isinstance(status, int) and status >= 500 and not error.retryable:
+                    # An HTML or empty 5xx gives botocore no error code ("503"): it is SES failing, not refusing.
+                    error = SesError(f"http_{status}", True)
             except BotoCoreError as exc:  # endpoint unreachable, read timeout, no credentials
                 classified = classify_botocore(exc)
                 if classified is None:
