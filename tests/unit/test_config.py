@@ -180,3 +180,15 @@ def test_config_json_is_read_without_importing_yaml() -> None:
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "False"
+
+
+def test_config_canonical_json_keeps_a_grant_day_written_as_a_midnight_time() -> None:
+    from spendwatch.config import canonical_config_text, load_document
+
+    text = (
+        "organizations:\n"
+        "  - id: acme\n    name: Acme\n"
+        "    credit_grants: [{id: g1, amount_usd: 100, expires_at: 2027-01-31T00:00:00Z}]\n"
+    )
+    canonical = canonical_config_text(load_document(text, "t.yaml"))
+    assert parse_config(canonical, "ssm") == parse_config(text, "t.yaml")

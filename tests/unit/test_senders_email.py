@@ -326,10 +326,8 @@ def test_email_ses_5xx_without_an_error_code_is_retried_not_permanent() -> None:
             self.calls += 1
             if self.calls == 1:
                 # An HTML 503 from a load balancer: botocore can only name the status.
-                raise ClientError(
-                    {"Error": {"Code": "503", "Message": ""}, "ResponseMetadata": {"HTTPStatusCode": 503}},
-                    "SendEmail",
-                )
+                reply: Any = {"Error": {"Code": "503", "Message": ""}, "ResponseMetadata": {"HTTPStatusCode": 503}}
+                raise ClientError(reply, "SendEmail")
             return {"MessageId": "m"}
 
     client = Failing()

@@ -107,7 +107,13 @@ def cmd_config_push(args: argparse.Namespace) -> int:
     refused or could not be reached (one line saying what happened and what to do; nothing is half-written).
     """
     from spendwatch.aws_cli import AwsCallError, describe  # noqa: PLC0415
-    from spendwatch.config import canonical_config_text, config_warnings, read_config_file, validate_document  # noqa: PLC0415
+    from spendwatch.config import (  # noqa: PLC0415
+        canonical_config_text,
+        config_warnings,
+        parse_config,
+        read_config_file,
+        validate_document,
+    )
 
     path = Path(args.file)
     try:
@@ -122,6 +128,16 @@ def cmd_config_push(args: argparse.Namespace) -> int:
         _print_err(f"{path}: warning: {warning}")
     # The functions read this canonical JSON without a YAML parser; comments and layout are not stored.
     canonical = canonical_config_text(doc.data)
+    try:
+        # What the functions will read must be the config just validated, or nothing is pushed.
+        stored = parse_config(canonical, f"{path} as stored")
+    except ConfigError as exc:
+        stored = None
+        _print_err(f"{path}: cannot be stored faithfully ({'; '.join(exc.problems)}); not pushed")
+    if stored != config:
+        if stored is not None:
+            _print_err(f"{path}: its stored form reads differently; not pushed (please report this)")
+        return 1
     size = len(canonical.encode())
     if size > SSM_ADVANCED_LIMIT_BYTES:
         _print_err(

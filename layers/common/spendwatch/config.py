@@ -170,6 +170,14 @@ def _calendar_day(value: object) -> object:
             return date.fromisoformat(value.strip())
         except ValueError as exc:
             raise ValueError(f"{value.strip()!r} is not a real date ({exc})") from None
+    if isinstance(value, str):
+        # The canonical JSON `config push` stores writes a YAML midnight timestamp as an ISO time.
+        try:
+            moment = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+        except ValueError:
+            pass
+        else:
+            return _calendar_day(moment)
     raise ValueError("expected a date such as 2026-12-31")
 
 

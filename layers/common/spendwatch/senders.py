@@ -100,7 +100,9 @@ PERMANENT_SLACK_ERRORS = AUTH_SLACK_ERRORS | REVOKED_WEBHOOK_ERRORS | DESTINATIO
 
 NOT_SENT_REASONS = frozenset({"connection", "dns", "connect_timeout", "tls"})
 """The request provably did not reach the receiver (connect, DNS, TLS handshake, or sending failed)."""
-UNKNOWN_OUTCOME_REASONS = frozenset({"read_timeout", "connection_reset", "unreadable_reply", "http_504", "tls_after_send"})
+UNKNOWN_OUTCOME_REASONS = frozenset(
+    {"read_timeout", "connection_reset", "unreadable_reply", "http_504", "tls_after_send"}
+)
 """The request was sent; no answer says whether it was acted on."""
 
 RETRYABLE_SES_ERRORS = frozenset(
