@@ -1,4 +1,4 @@
-"""The `spendwatch` command line: demo, config validate/push, poll, check, test-alert.
+"""The `spendwatch` command line: demo, config validate/push/bundle, poll, check, test-alert.
 
 Command output goes to stdout; logs and diagnostics go to stderr. Exit status is non-zero on error.
 """
@@ -24,6 +24,8 @@ DEFAULT_CONFIG_PARAMETER = "/spendwatch/config"
 POLL_BUDGET_S = 120.0
 """`spendwatch poll`: the time one organization's poll may take, retries included (as a Lambda's timeout)."""
 SSM_STANDARD_LIMIT_BYTES = 4096
+BUNDLED_CONFIG_FILE = Path("layers/common/spendwatch/bundled_config.json")
+"""Where `config bundle` writes by default: next to spendwatch.runtime in the layer (run from the checkout)."""
 
 
 def _print_err(message: str) -> None:
@@ -53,22 +55,29 @@ def cmd_config_validate(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_config_push(args: argparse.Namespace) -> int:
+def _canonical_config(path: Path, *, not_done: str) -> str | None:
+    """The validated config file as the canonical JSON the functions read, or None (error printed)."""
     from spendwatch.config import canonical_config_text, load_document, validate_config  # noqa: PLC0415
 
-    path = Path(args.file)
     try:
         text = path.read_text(encoding="utf-8")
         data = load_document(text, str(path))
         validate_config(data, str(path))
     except FileNotFoundError:
         _print_err(f"{path}: file not found")
-        return 1
+        return None
     except ConfigError as exc:
-        _print_err(f"{exc}\nnot pushed: the deployed functions keep their current config")
-        return 1
+        _print_err(f"{exc}\n{not_done}")
+        return None
     # The functions read this canonical JSON without a YAML parser; comments and layout are not stored.
-    canonical = canonical_config_text(data)
+    return canonical_config_text(data)
+
+
+def cmd_config_push(args: argparse.Namespace) -> int:
+    path = Path(args.file)
+    canonical = _canonical_config(path, not_done="not pushed: the deployed functions keep their current config")
+    if canonical is None:
+        return 1
     size = len(canonical.encode())
     if size > SSM_STANDARD_LIMIT_BYTES:
         _print_err(f"{path}: {size} bytes as stored, over the 4 KB of a standard SSM parameter")
@@ -77,6 +86,17 @@ def cmd_config_push(args: argparse.Namespace) -> int:
 
     boto3.client("ssm").put_parameter(Name=args.parameter, Value=canonical, Type="String", Overwrite=True)
     print(f"pushed {path} ({size} bytes) to SSM parameter {args.parameter}; the functions pick it up within a minute")
+    return 0
+
+
+def cmd_config_bundle(args: argparse.Namespace) -> int:
+    """Write the config file's canonical JSON where the layer build ships it (the cold-start fallback)."""
+    path, out = Path(args.file), Path(args.out)
+    canonical = _canonical_config(path, not_done=f"not written: {out} is unchanged")
+    if canonical is None:
+        return 1
+    out.write_text(canonical + "\n", encoding="utf-8")
+    print(f"wrote {path} as {out}; it ships with the next `sam build` (docs/deploy.md)")
     return 0
 
 
@@ -341,6 +361,12 @@ def build_parser() -> argparse.ArgumentParser:
     push.add_argument("file")
     push.add_argument("--parameter", default=DEFAULT_CONFIG_PARAMETER)
     push.set_defaults(func=cmd_config_push)
+    bundle = config_sub.add_parser(
+        "bundle", help="validate, then write the config into the layer as the functions' cold-start fallback"
+    )
+    bundle.add_argument("file")
+    bundle.add_argument("--out", default=str(BUNDLED_CONFIG_FILE), help="default: %(default)s")
+    bundle.set_defaults(func=cmd_config_bundle)
     poll = sub.add_parser("poll", help="poll OpenAI once and print the snapshot (no AWS needed)")
     poll.add_argument("--org", help="only this organization id")
     poll.add_argument("--json", action="store_true", help="print exactly one JSON document on stdout")

@@ -19,7 +19,6 @@ from spendwatch.config import (
     EmailChannelConfig,
     SlackChannelConfig,
     SpendwatchConfig,
-    load_config_file,
     parse_config,
 )
 from spendwatch.errors import ConfigError, DeliveryError, EnvironmentConfigError
@@ -27,8 +26,9 @@ from spendwatch.secrets import SecretSource
 from spendwatch.senders import EmailSender, Pacer, Sender, SlackCredentials, SlackSender
 
 CONFIG_CACHE_SECONDS = 60
-BUNDLED_CONFIG_PATH = Path(__file__).resolve().parent / "bundled_config.yaml"
-"""Optional config file shipped in the layer, used only while the SSM parameter is missing or unreadable."""
+BUNDLED_CONFIG_PATH = Path(__file__).resolve().parent / "bundled_config.json"
+"""Optional config file shipped in the layer, used only while the SSM parameter is missing or unreadable.
+It holds the canonical JSON that `spendwatch config bundle` writes (the functions carry no YAML parser)."""
 # Kept here rather than imported from openai_api so the alerter never imports `requests`.
 OPENAI_DEFAULT_BASE_URL = "https://api.openai.com/v1"
 _EnvT = TypeVar("_EnvT", bound="_Env")
@@ -75,9 +75,12 @@ class SsmConfigSource:
 
     Precedence: the SSM parameter when it holds a valid config; else the last valid config this
     container has seen (a bad push, or SSM briefly unreadable, changes nothing); else, on a cold start,
-    the optional file bundled in the layer (`bundled_config.yaml` next to this module, see
+    the optional file bundled in the layer (`bundled_config.json` next to this module, see
     docs/deploy.md); else the error, so the record fails and is retried. `last_error` keeps the most
     recent problem for logs.
+
+    Both hold the canonical JSON form; YAML text (pushed by an older spendwatch or by hand) is a
+    `ConfigError` saying so, never an attempt to import the YAML parser the layer does not carry.
     """
 
     def __init__(
@@ -100,7 +103,7 @@ class SsmConfigSource:
 
         try:
             text = str(parameters.get_parameter(self._name, max_age=self._max_age))
-            config = parse_config(text, f"SSM parameter {self._name}")
+            config = parse_stored_config(text, f"SSM parameter {self._name}", remedy=PUSH_REMEDY)
         except ConfigError as exc:
             return self._fallback(exc)
         except parameters.exceptions.GetParameterError as exc:
@@ -124,12 +127,47 @@ class SsmConfigSource:
         if self._last_valid is not None:
             self.source = "last_valid"
             return self._last_valid
-        if self._bundled_path is not None and self._bundled_path.is_file():
+        if self._bundled_path is not None:
             # A bundled file that is itself invalid raises its own precise ConfigError.
-            self._last_valid = load_config_file(self._bundled_path)
-            self.source = "bundled"
-            return self._last_valid
+            bundled = load_bundled_config(self._bundled_path)
+            if bundled is not None:
+                self._last_valid = bundled
+                self.source = "bundled"
+                return bundled
         raise error
+
+
+PUSH_REMEDY = "run `spendwatch config push` again"
+BUNDLE_REMEDY = "run `spendwatch config bundle` again before `sam build`"
+
+
+def parse_stored_config(text: str, source: str, *, remedy: str) -> SpendwatchConfig:
+    """The config as `spendwatch config push` (or `config bundle`) stores it: canonical JSON only.
+
+    `parse_config` would hand any other text to the YAML loader, and PyYAML is not in the layer: an
+    older push or a hand-written parameter must be a clear `ConfigError` naming the fix instead.
+    """
+    if not text.lstrip().startswith("{"):
+        raise ConfigError(source, [f"stored as YAML: {remedy}"])
+    return parse_config(text, source)
+
+
+def load_bundled_config(path: Path) -> SpendwatchConfig | None:
+    """The config bundled in the layer, or None when there is none.
+
+    A `bundled_config.yaml` beside the expected JSON file is what an older deploy guide asked for: it is
+    reported, not silently ignored (an ignored fallback would only be noticed when it is needed).
+    """
+    legacy = path.with_suffix(".yaml")
+    if not path.is_file():
+        if path.suffix == ".json" and legacy.is_file():
+            raise ConfigError(str(legacy), [f"stored as YAML: {BUNDLE_REMEDY} (it writes {path.name})"])
+        return None
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(str(path), [f"cannot read: {exc.strerror}"]) from None
+    return parse_stored_config(text, str(path), remedy=BUNDLE_REMEDY)
 
 
 def _code(exc: Exception) -> str:
