@@ -17,12 +17,13 @@ from datetime import datetime
 from typing import Any
 
 from spendwatch.alerting import DeliveryFailedError, Outcome, SenderFactory, process_snapshot
+from spendwatch.channels import sender_factory
 from spendwatch.config import SpendwatchConfig
 from spendwatch.errors import SnapshotFormatError, SpendwatchError
 from spendwatch.notices import record_delivery_failure, with_fallback
 from spendwatch.observability import logger, metrics
 from spendwatch.rules import history_since
-from spendwatch.runtime import AlerterEnv, SsmConfigSource, sender_factory, utc_now
+from spendwatch.runtime import AlerterEnv, SsmConfigSource, utc_now
 from spendwatch.secrets import SsmSecrets
 from spendwatch.senders import Pacer
 from spendwatch.snapshot import ITEM_KIND, Snapshot

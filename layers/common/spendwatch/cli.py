@@ -302,10 +302,10 @@ def cmd_test_alert(args: argparse.Namespace) -> int:
 
     Exit 0 when every channel accepted it; 1 naming each channel that failed; 2 on a config error.
     """
+    from spendwatch.channels import sender_factory  # noqa: PLC0415
     from spendwatch.config import resolve_local_config  # noqa: PLC0415
     from spendwatch.errors import DeliveryError  # noqa: PLC0415
     from spendwatch.notices import notice_message  # noqa: PLC0415
-    from spendwatch.runtime import sender_factory  # noqa: PLC0415
     from spendwatch.secrets import EnvSecrets  # noqa: PLC0415
     from spendwatch.snapshot import isoformat_utc  # noqa: PLC0415
 

@@ -1,4 +1,4 @@
-"""Wiring for the deployed functions: environment models, the config source and the channel factory.
+"""Wiring for the deployed functions: environment models and the config source (channels: spendwatch.channels).
 
 Environment variables are read here and nowhere else, into Pydantic models validated at cold start so a
 missing variable is named instead of surfacing as a `KeyError` mid-invocation.
@@ -7,23 +7,15 @@ missing variable is named instead of surfacing as a `KeyError` mid-invocation.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from spendwatch.config import (
-    ChannelConfig,
-    EmailChannelConfig,
-    SlackChannelConfig,
-    SpendwatchConfig,
-    parse_config,
-)
-from spendwatch.errors import ConfigError, DeliveryError, EnvironmentConfigError
-from spendwatch.secrets import SecretSource
-from spendwatch.senders import EmailSender, Pacer, Sender, SlackCredentials, SlackSender
+from spendwatch.config import SpendwatchConfig, parse_config
+from spendwatch.errors import ConfigError, EnvironmentConfigError
 
 CONFIG_CACHE_SECONDS = 60
 BUNDLED_CONFIG_PATH = Path(__file__).resolve().parent / "bundled_config.json"
@@ -180,59 +172,3 @@ def _code(exc: Exception) -> str:
 
 def utc_now() -> datetime:
     return datetime.now(UTC)
-
-
-SenderBuilder = Callable[[str, ChannelConfig], Sender]
-
-
-def sender_factory(
-    secrets: SecretSource,
-    *,
-    api_base_url: str | None = None,
-    remaining_s: Callable[[], float] = lambda: 30.0,
-    environ: Mapping[str, str] | None = None,
-    pacer: Pacer | None = None,
-    ses_client: Callable[[], object] | None = None,
-) -> SenderBuilder:
-    """Builds the sender of a configured channel: Slack (webhook or bot token) or e-mail (SES v2).
-
-    Secrets are read when a message is sent, not here, and re-read (`force_fetch`) once after Slack
-    refuses the credential, so a rotated token or webhook URL is picked up without a redeploy.
-    """
-    env = os.environ if environ is None else environ
-
-    def build(name: str, channel: ChannelConfig) -> Sender:
-        if isinstance(channel, SlackChannelConfig):
-
-            def credentials(force: bool) -> SlackCredentials:
-                webhook = secrets.get(channel.webhook_url, force_fetch=force)
-                token = None if webhook else secrets.get(channel.bot_token, force_fetch=force)
-                return SlackCredentials(webhook_url=webhook, bot_token=token)
-
-            return SlackSender(
-                name,
-                credentials,
-                channel=env.get("SLACK_CHANNEL") or channel.channel,
-                api_base_url=api_base_url,
-                remaining_s=remaining_s,
-                pacer=pacer,
-            )
-        if isinstance(channel, EmailChannelConfig):
-            extra = {"client": ses_client} if ses_client is not None else {}
-            return EmailSender(
-                name,
-                sender=channel.sender,
-                recipients=channel.recipients,
-                subject_prefix=channel.subject_prefix,
-                configuration_set=channel.configuration_set,
-                remaining_s=remaining_s,
-                **extra,  # type: ignore[arg-type]
-            )
-        raise DeliveryError(
-            name,
-            f"{getattr(channel, 'type', '?')} channels are not supported",
-            retryable=False,
-            reason="unsupported_channel",
-        )
-
-    return build
