@@ -27,7 +27,7 @@ _EnvT = TypeVar("_EnvT", bound="_Env")
 
 
 class _Env(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="ignore")
+    model_config = ConfigDict(frozen=True, extra="ignore", defer_build=True)  # built on first use
 
     @classmethod
     def from_environ(cls: type[_EnvT], environ: Mapping[str, str] | None = None) -> _EnvT:

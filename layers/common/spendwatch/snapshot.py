@@ -70,7 +70,9 @@ UtcTime = Annotated[datetime, BeforeValidator(_utc)]
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="ignore")
+    # defer_build: validators are built when first used, not at import, and only for the models validated
+    # directly (Snapshot, the summary), not once more for every nested model (docs/performance.md).
+    model_config = ConfigDict(frozen=True, extra="ignore", defer_build=True)
 
 
 class SourceFailure(_Model):
