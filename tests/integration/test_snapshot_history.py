@@ -209,6 +209,41 @@ def test_alerter_spike_across_the_month_boundary_uses_an_earlier_polls_costs(pip
     assert "2026-12-01" in message.text
 
 
+def test_alerter_reads_only_the_history_it_needs(pipeline: LocalPipeline) -> None:
+    """Mid-month, nothing failing and both cost months read: the record's own poll and the one before
+    decide everything, so the history read is one Query of four summaries; a failing source makes the
+    alerter read back to where that source last succeeded. (Early in a month it also reads back to a poll
+    of the month before, for the days two months back.)"""
+    mid = NOW + timedelta(days=18)
+    store = SnapshotStore(pipeline.tables["SnapshotsTable"])
+    earlier = [snapshot(mid - timedelta(hours=h), failed=("projects",) if h < 6 else ()) for h in range(1, 70)]
+    write_polls(pipeline, earlier)
+    queries: list[dict[str, Any]] = []
+    store._client.meta.events.register(
+        "provide-client-params.dynamodb.Query", lambda params, **_: queries.append(dict(params))
+    )
+    config = parse_config(SPIKE_CONFIG, "t.yaml")
+    app = AlerterApp(
+        config=lambda: config,
+        states=AlertStateStore(pipeline.tables["AlertStateTable"]),
+        sender_for=lambda remaining: lambda name, channel: Capture(name),
+        now=lambda: mid,
+        snapshots=store,
+    )
+    healthy = snapshot(mid)
+    store.put_snapshot(healthy, expires_at=2_000_000_000)
+    history = app._history(healthy)
+    assert history is not None and [h.poll_time for h in history][:2] == [mid, mid - timedelta(hours=1)]
+    assert [(q["ExpressionAttributeValues"][":pk"]["S"], q["Limit"]) for q in queries] == [("ORG#sim#HISTORY", 4)]
+    queries.clear()
+    failing = snapshot(mid - timedelta(minutes=30), failed=("projects",))
+    store.put_snapshot(failing, expires_at=2_000_000_000)
+    history = app._history(failing)
+    assert history is not None
+    assert history[-1].poll_time == mid - timedelta(hours=6), "back to the poll where projects last succeeded"
+    assert [q["Limit"] for q in queries] == [4, 16]
+
+
 def test_summary_inserts_never_reach_the_alerter(pipeline: LocalPipeline) -> None:
     """The stream carries both INSERTs of a poll; the mapping's filter passes the snapshot's only."""
     store = SnapshotStore(pipeline.tables["SnapshotsTable"])

@@ -26,7 +26,7 @@ from spendwatch.rules import history_since
 from spendwatch.runtime import AlerterEnv, SsmConfigSource, utc_now
 from spendwatch.secrets import SsmSecrets
 from spendwatch.senders import Pacer
-from spendwatch.snapshot import ITEM_KIND, Snapshot, cost_donors
+from spendwatch.snapshot import ITEM_KIND, Snapshot, cost_donors, history_is_enough
 from spendwatch.store import AlertStateStore, SnapshotStore, from_attribute_map
 
 SAFETY_MARGIN_S = 3.0
@@ -113,12 +113,18 @@ class AlerterApp:
         return outcome
 
     def _history(self, snapshot: Snapshot) -> list[Snapshot] | None:
-        """The org's recent polls as the rules need them: their summaries, plus the daily costs of the
-        earlier polls that hold days this snapshot lacks (none while its cost queries succeed)."""
+        """The org's recent polls as the rules need them: the summaries of the newest ones, as far back as
+        `history_is_enough` needs (at most HISTORY_POLLS), plus the daily costs of the earlier polls that
+        hold days this snapshot lacks (none while its cost queries succeed)."""
         if self.snapshots is None:
             return None
         try:
-            history = self.snapshots.recent_history(snapshot.org_id, since=history_since(snapshot), limit=HISTORY_POLLS)
+            since = history_since(snapshot)
+            history: list[Snapshot] = []
+            for entry in self.snapshots.history(snapshot.org_id, since=since, limit=HISTORY_POLLS):
+                history.append(entry)
+                if history_is_enough(snapshot, history, since):
+                    break  # older polls would change nothing: no further page is read
             donors = cost_donors(snapshot, history)
             if not donors:
                 return history

@@ -481,3 +481,36 @@ def cost_donors(snapshot: Snapshot, history: Sequence[Snapshot]) -> list[datetim
         for month in cost_months(entry) - covered:
             donors.setdefault(month, entry)
     return sorted({e.poll_time for e in donors.values() if not e.daily_costs_usd}, reverse=True)
+
+
+def _months_between(first: datetime, last: datetime) -> set[str]:
+    months = set()
+    month = month_of(first)
+    while month <= month_of(last):
+        months.add(month)
+        year, number = (int(part) for part in month.split("-"))
+        month = f"{year + 1}-01" if number == 12 else f"{year}-{number + 1:02d}"
+    return months
+
+
+def history_is_enough(snapshot: Snapshot, newest_first: Sequence[Snapshot], since: datetime) -> bool:
+    """Whether older polls than `newest_first` (the org's newest polls since `since`, newest first) could
+    change anything the rules or the superseding check decide for `snapshot`.
+
+    They read, of the earlier polls: every newer one (superseding: all come first), the newest earlier one
+    (its conditions), the earlier ones back to where each source failing now last succeeded (the
+    failing-source streak) and, per month whose daily costs `snapshot` lacks, the newest earlier poll that
+    read them (`cost_donors`; only months an earlier poll since `since` can have read). Once those are
+    in, reading on changes nothing, so the alerter stops: usually after its own poll and the one before.
+    """
+    priors = [e for e in newest_first if e.org_id == snapshot.org_id and e.poll_time < snapshot.poll_time]
+    if not priors:
+        return False
+    failing = {f.source for f in snapshot.failures}
+    unbroken = {s for s in failing if all(any(f.source == s for f in p.failures) for p in priors)}
+    if unbroken:
+        return False
+    readable = _months_between(since, snapshot.poll_time) | {_month_before(month_of(since))}
+    wanted = readable - cost_months(snapshot)
+    found = set().union(*(cost_months(p) for p in priors))
+    return wanted <= found

@@ -9,7 +9,7 @@ written in the same transaction, its history summary (`ORG#<id>#HISTORY` / `HIST
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
@@ -104,29 +104,45 @@ class SnapshotStore:
         "conditions",
     )
 
-    def recent_history(self, org_id: str, *, since: datetime, limit: int = 64) -> list[Snapshot]:
-        """The org's newest polls since `since`, newest first, at most `limit`, as history entries.
+    def history(
+        self, org_id: str, *, since: datetime, limit: int = 64, first_pages: tuple[int, ...] = (4, 16)
+    ) -> Iterator[Snapshot]:
+        """The org's polls since `since` as history entries, newest first, at most `limit`, read lazily:
+        a caller that stops iterating (`snapshot.history_is_enough`) reads no further page.
 
-        Read from the history summaries (~200 bytes each, so 64 polls are one Query of ~12 KB: 1.5 read
-        units, against 96 for 64 whole snapshots). Polls stored before summaries existed have none: when
-        the summaries do not fill `limit`, the snapshots older than the oldest summary are read whole.
-        Daily costs are not in a summary: `daily_costs` reads them for the polls `cost_donors` names.
+        Read from the history summaries (~200 bytes each): pages of `first_pages` items, then the rest in
+        one (the usual read, the record's own poll and the one before, is one Query of four). Polls stored
+        before summaries existed have none: past the oldest summary, the snapshots older than it are read
+        whole (until a container finds there are none). Daily costs are not in a summary: `daily_costs`
+        reads them for the polls `cost_donors` names.
         """
-        entries = [
-            SnapshotSummary.from_item(item).as_history()
-            for item in self._query(history_pk(org_id), history_sk(since), f"{HISTORY_SK_PREFIX}~", limit)
-        ]
-        before = entries[-1].poll_time - timedelta(seconds=1) if entries else None
+        oldest: datetime | None = None
+        count = 0
+        pk, low, high = history_pk(org_id), history_sk(since), f"{HISTORY_SK_PREFIX}~"
+        for item in self._pages(pk, low, high, limit, sizes=first_pages):
+            entry = SnapshotSummary.from_item(item).as_history()
+            oldest, count = entry.poll_time, count + 1
+            yield entry
+        before = oldest - timedelta(seconds=1) if oldest else None
         searched = self._nothing_older.get(org_id)
-        if len(entries) < limit and (before is None or before >= since) and (searched is None or since < searched):
+        if count < limit and (before is None or before >= since) and (searched is None or since < searched):
             upper = "SNAP#~" if before is None else snapshot_sk(before)
-            older = self._query(org_pk(org_id), snapshot_sk(since), upper, limit - len(entries), self.HISTORY_FIELDS)
-            entries += [Snapshot.from_item(item) for item in older]
-            if not older and before is not None:
+            found = False
+            older = self._pages(
+                org_pk(org_id), snapshot_sk(since), upper, limit - count, sizes=first_pages, fields=self.HISTORY_FIELDS
+            )
+            for item in older:
+                found = True
+                yield Snapshot.from_item(item)
+            if not found and before is not None:
                 # Snapshots without a summary predate the first summary, which is no newer than this
                 # window's oldest one: a later window (a later `since`) cannot find any either.
                 self._nothing_older[org_id] = since
-        return entries
+
+    def recent_history(self, org_id: str, *, since: datetime, limit: int = 64) -> list[Snapshot]:
+        """Every entry `history` yields: the org's newest `limit` polls since `since` (64 summaries are one
+        ~13 KB read, 1.5 read units, against 96 for 64 whole snapshots)."""
+        return list(self.history(org_id, since=since, limit=limit, first_pages=()))
 
     def daily_costs(self, org_id: str, poll_times: Iterable[datetime]) -> dict[datetime, tuple[DailyCost, ...]]:
         """The daily costs of these polls' snapshots (one key Query each; a poll whose snapshot is gone is left out)."""
@@ -141,8 +157,26 @@ class SnapshotStore:
         """The org's newest snapshots since `since` in full, newest first, at most `limit` of them."""
         return [Snapshot.from_item(item) for item in self._query(org_pk(org_id), snapshot_sk(since), "SNAP#~", limit)]
 
-    def _query(self, pk: str, low: str, high: str, limit: int, fields: tuple[str, ...] = ()) -> list[dict[str, Any]]:
-        """Items of partition `pk` with `low <= sk <= high`, newest first, at most `limit`, following pagination."""
+    def _pages(
+        self, pk: str, low: str, high: str, limit: int, *, sizes: tuple[int, ...], fields: tuple[str, ...] = ()
+    ) -> Iterator[dict[str, Any]]:
+        """`_query`'s items, read lazily: Queries of `sizes` items, then of the rest."""
+        request = self._request(pk, low, high, fields)
+        done = 0
+        for page in (*sizes, limit):
+            size = min(page, limit - done)
+            if size <= 0:
+                return
+            response = self._client.query(**request, Limit=size)
+            items = response.get("Items", [])
+            done += len(items)
+            yield from (from_attribute_map(item) for item in items)
+            if "LastEvaluatedKey" not in response:
+                return
+            request["ExclusiveStartKey"] = response["LastEvaluatedKey"]
+        yield from self._query_from(request, limit - done)
+
+    def _request(self, pk: str, low: str, high: str, fields: tuple[str, ...]) -> dict[str, Any]:
         request: dict[str, Any] = {
             "TableName": self._table,
             "KeyConditionExpression": "pk = :pk AND sk BETWEEN :low AND :high",
@@ -153,14 +187,22 @@ class SnapshotStore:
             names = {f"#f{i}": name for i, name in enumerate(fields)}
             request["ProjectionExpression"] = ", ".join(names)
             request["ExpressionAttributeNames"] = names
-        items: list[dict[str, Any]] = []
-        while len(items) < limit:
-            response = self._client.query(**request, Limit=limit - len(items))
-            items.extend(response.get("Items", []))
+        return request
+
+    def _query(self, pk: str, low: str, high: str, limit: int, fields: tuple[str, ...] = ()) -> list[dict[str, Any]]:
+        """Items of partition `pk` with `low <= sk <= high`, newest first, at most `limit`, following pagination."""
+        return list(self._query_from(self._request(pk, low, high, fields), limit))
+
+    def _query_from(self, request: dict[str, Any], limit: int) -> Iterator[dict[str, Any]]:
+        got = 0
+        while got < limit:
+            response = self._client.query(**request, Limit=limit - got)
+            items = response.get("Items", [])
+            got += len(items)
+            yield from (from_attribute_map(item) for item in items)
             if "LastEvaluatedKey" not in response:
-                break
+                return
             request["ExclusiveStartKey"] = response["LastEvaluatedKey"]
-        return [from_attribute_map(item) for item in items]
 
     def newest_poll_time(self, org_id: str) -> datetime | None:
         """The poll time of the org's newest snapshot (keys only: one small Query), or None if there is none."""
