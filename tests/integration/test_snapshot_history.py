@@ -241,7 +241,7 @@ def test_alerter_reads_only_the_history_it_needs(pipeline: LocalPipeline) -> Non
     history = app._history(failing)
     assert history is not None
     assert history[-1].poll_time == mid - timedelta(hours=6), "back to the poll where projects last succeeded"
-    assert [q["Limit"] for q in queries] == [4, 16]
+    assert [q["Limit"] for q in queries] == [4, 60]
 
 
 def test_summary_inserts_never_reach_the_alerter(pipeline: LocalPipeline) -> None:

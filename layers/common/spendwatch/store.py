@@ -105,13 +105,13 @@ class SnapshotStore:
     )
 
     def history(
-        self, org_id: str, *, since: datetime, limit: int = 64, first_pages: tuple[int, ...] = (4, 16)
+        self, org_id: str, *, since: datetime, limit: int = 64, first_pages: tuple[int, ...] = (4,)
     ) -> Iterator[Snapshot]:
         """The org's polls since `since` as history entries, newest first, at most `limit`, read lazily:
         a caller that stops iterating (`snapshot.history_is_enough`) reads no further page.
 
-        Read from the history summaries (~200 bytes each): pages of `first_pages` items, then the rest in
-        one (the usual read, the record's own poll and the one before, is one Query of four). Polls stored
+        Read from the history summaries (~200 bytes each): Queries of `first_pages` items, then of the
+        rest (the usual read, the record's own poll and the one before, is one Query of four). Polls stored
         before summaries existed have none: past the oldest summary, the snapshots older than it are read
         whole (until a container finds there are none). Daily costs are not in a summary: `daily_costs`
         reads them for the polls `cost_donors` names.
