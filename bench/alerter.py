@@ -2,11 +2,16 @@
 
 1. Pure rules: snapshot stream records decoded and evaluated (rules + notify decision), no I/O.
 2. With the state store: `AlerterApp.handle_record` on the same records against the local DynamoDB
-   (history Query, notification-log BatchGetItem, claims), with a sender that does nothing.
+   (notification-log BatchGetItem, claims), with a sender that does nothing; then with the history read
+   as well, in steady state (10 days of hourly polls stored with their summaries): once as the alerter
+   reads it (summaries, as far back as the decision needs) and once reading the newest 64 whole
+   snapshots, as it did before summaries existed, for the ratio. Read units per record are DynamoDB
+   Local's own `ConsumedCapacity` (moto's server reports a constant, so they are left out there).
 3. End to end: snapshot written to the table -> stream read -> alerter handler -> Slack message received
    by the local Slack stand-in (median and p95).
 
-Uses AWS's DynamoDB Local when `make test` has installed it (.tools/dynamodb-local), else moto's server.
+Uses AWS's DynamoDB Local when `make test` has installed it (.tools/dynamodb-local), else moto's server;
+`SPENDWATCH_BENCH_DYNAMODB=moto` forces moto's server.
 """
 
 from __future__ import annotations
@@ -16,7 +21,7 @@ import io
 import os
 import statistics
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -30,9 +35,10 @@ from spendwatch.devtools.fake_openai import FakeOpenAI
 from spendwatch.devtools.fake_slack import FakeSlack
 from spendwatch.devtools.pipeline import FakeLambdaContext, LocalPipeline
 from spendwatch.devtools.simulated_org import SimulatedOrg
+from spendwatch.devtools.stream import snapshot_inserts
 from spendwatch.render import Message
 from spendwatch.rules import HISTORY_DAYS, evaluate
-from spendwatch.snapshot import Snapshot
+from spendwatch.snapshot import Snapshot, SnapshotSummary, org_pk, snapshot_sk
 from spendwatch.store import AlertStateStore, SnapshotStore, from_attribute_map, to_attribute_map
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -40,6 +46,7 @@ ADMIN_KEY = "sk-admin-bench-key"
 NOW = datetime(2026, 11, 21, 23, tzinfo=UTC)
 PURE_RECORDS = 2000
 STORE_RECORDS = 100
+WHOLE_RECORDS = 20
 LATENCY_RUNS = 20
 CONFIG = """
 organizations:
@@ -78,7 +85,7 @@ def sample_record(pipe: LocalPipeline, openai: FakeOpenAI, slack: FakeSlack) -> 
     )
     quietly(lambda: pipe.poll(NOW))
     assert pipe.pump is not None
-    [record] = [r for r in pipe.pump.read_new() if r["eventName"] == "INSERT"]
+    [record] = snapshot_inserts(pipe.pump.read_new())
     return record
 
 
@@ -115,30 +122,74 @@ def bench_pure(records: list[dict[str, Any]], config: SpendwatchConfig) -> tuple
     return rules_only, with_decode
 
 
+class WholeSnapshotHistory(SnapshotStore):
+    """The history read before summaries existed, for comparison: the newest 64 snapshots since `since`
+    (a projection of the history fields, which DynamoDB bills as whole items)."""
+
+    def history(
+        self, org_id: str, *, since: datetime, limit: int = 64, first_pages: tuple[int, ...] = ()
+    ) -> Iterator[Snapshot]:
+        items = self._query(org_pk(org_id), snapshot_sk(since), "SNAP#~", limit, self.HISTORY_FIELDS)
+        yield from (Snapshot.from_item(item) for item in items)
+
+
+class ReadUnits:
+    """Sums the `ConsumedCapacity` DynamoDB reports for the Query calls made through a client."""
+
+    def __init__(self, client: Any) -> None:
+        self.units = 0.0
+        client.meta.events.register("provide-client-params.dynamodb.Query", self._ask)
+        client.meta.events.register("after-call.dynamodb.Query", self._count)
+
+    @staticmethod
+    def _ask(params: dict[str, Any], **_: Any) -> None:
+        params["ReturnConsumedCapacity"] = "TOTAL"
+
+    def _count(self, parsed: dict[str, Any], **_: Any) -> None:
+        self.units += float(parsed.get("ConsumedCapacity", {}).get("CapacityUnits", 0))
+
+
 def bench_store(
-    pipe: LocalPipeline, records: list[dict[str, Any]], config: SpendwatchConfig, *, history: bool
-) -> float:
+    pipe: LocalPipeline,
+    records: list[dict[str, Any]],
+    config: SpendwatchConfig,
+    *,
+    history: type[SnapshotStore] | None,
+) -> tuple[float, float]:
+    """Seconds for the records after the first, and the snapshots table's read units per record."""
+
     def factory(remaining: Callable[[], float]) -> Callable[[str, Any], NullSender]:
         return lambda name, channel: NullSender(name)
 
+    snapshots = history(pipe.tables["SnapshotsTable"]) if history else None
+    units = ReadUnits(snapshots._client) if snapshots else None
     app = AlerterApp(
         config=lambda: config,
         states=AlertStateStore(pipe.tables["AlertStateTable"]),
         sender_for=factory,
-        snapshots=SnapshotStore(pipe.tables["SnapshotsTable"]) if history else None,
+        snapshots=snapshots,
     )
     quietly(lambda: app.handle_record(records[0]))  # warm the clients
+    before = units.units if units else 0.0
     started = time.perf_counter()
     quietly(lambda: [app.handle_record(record) for record in records[1:]])
-    return time.perf_counter() - started
+    elapsed = time.perf_counter() - started
+    return elapsed, ((units.units - before) / (len(records) - 1) if units else 0.0)
 
 
 def write_history(pipe: LocalPipeline, record: dict[str, Any], end: datetime) -> None:
-    """HISTORY_DAYS of hourly snapshots before `end`: what the history Query meets in steady state."""
+    """HISTORY_DAYS of hourly snapshots before `end`, each with its summary (the items the poller writes):
+    what the history Query meets in steady state.
+
+    Written with two plain puts each, not the poller's transaction: moto's server deep-copies the whole
+    table for every TransactWriteItems, which makes 240 of them take minutes and gigabytes."""
     ddb = SnapshotStore(pipe.tables["SnapshotsTable"])._client
     start = end - timedelta(days=HISTORY_DAYS)
     for earlier in records_at(record, HISTORY_DAYS * 24, start):
-        ddb.put_item(TableName=pipe.tables["SnapshotsTable"], Item=earlier["dynamodb"]["NewImage"])
+        snapshot = Snapshot.from_item(from_attribute_map(earlier["dynamodb"]["NewImage"]))
+        summary = SnapshotSummary.of(snapshot)
+        for item in (snapshot.to_item(expires_at=2_000_000_000), summary.to_item(expires_at=2_000_000_000)):
+            ddb.put_item(TableName=pipe.tables["SnapshotsTable"], Item=to_attribute_map(item))
 
 
 def bench_latency(pipe: LocalPipeline, slack: FakeSlack, record: dict[str, Any]) -> list[float]:
@@ -176,7 +227,7 @@ def percentile(values: list[float], pct: float) -> float:
 
 def main() -> None:
     install = os.environ.get("SPENDWATCH_DYNAMODB_LOCAL_DIR") or str(ROOT / ".tools" / "dynamodb-local")
-    jar = dynamodb_local_jar(install)
+    jar = None if os.environ.get("SPENDWATCH_BENCH_DYNAMODB") == "moto" else dynamodb_local_jar(install)
     config = parse_config(CONFIG, "bench config")
     with (
         FakeOpenAI(SimulatedOrg.default(NOW), admin_key=ADMIN_KEY) as openai,
@@ -186,11 +237,18 @@ def main() -> None:
         record = sample_record(pipe, openai, slack)
         rules_only, with_decode = bench_pure(records_at(record, PURE_RECORDS, NOW), config)
         later = NOW + timedelta(days=30)  # past the sample's own month state
-        store_s = bench_store(pipe, records_at(record, STORE_RECORDS + 1, later), config, history=False)
-        write_history(pipe, record, later + timedelta(days=30))
-        history_s = bench_store(
-            pipe, records_at(record, STORE_RECORDS + 1, later + timedelta(days=30)), config, history=True
-        )
+        store_s, _ = bench_store(pipe, records_at(record, STORE_RECORDS + 1, later), config, history=None)
+        mid_month = later + timedelta(days=30)  # January 20th, 23:00
+        write_history(pipe, record, mid_month)
+        records = records_at(record, STORE_RECORDS + 1, mid_month)
+        history_s, history_units = bench_store(pipe, records, config, history=SnapshotStore)
+        # Early in a month the alerter also reads back to a poll of the month before (days two months back).
+        early_month = datetime(2027, 2, 3, 5, tzinfo=UTC)
+        write_history(pipe, record, early_month)
+        early = records_at(record, WHOLE_RECORDS + 1, early_month)
+        early_s, early_units = bench_store(pipe, early, config, history=SnapshotStore)
+        # 20 records: on moto's server each takes seconds this way.
+        whole_s, whole_units = bench_store(pipe, records[: WHOLE_RECORDS + 1], config, history=WholeSnapshotHistory)
         latencies = bench_latency(pipe, slack, record)
         kind = pipe.dynamodb_kind
     size = len(str(record["dynamodb"]["NewImage"]))
@@ -198,7 +256,16 @@ def main() -> None:
     print(f"  pure rules (evaluate + decide)              {rate(PURE_RECORDS, rules_only)}")
     print(f"  decode record + rules                       {rate(PURE_RECORDS, with_decode)}")
     print(f"  handle_record with the state store          {rate(STORE_RECORDS, store_s)}")
-    print(f"  ... and the history Query ({HISTORY_DAYS} d hourly)   {rate(STORE_RECORDS, history_s)}")
+    print(f"  ... and the history read ({HISTORY_DAYS} d hourly, 64 polls):")
+    print(f"      summaries, as far back as needed        {rate(STORE_RECORDS, history_s)}")
+    print(f"      ... early in a month (back to January)  {rate(WHOLE_RECORDS, early_s)}")
+    print(f"      64 whole snapshots (before summaries)   {rate(WHOLE_RECORDS, whole_s)}")
+    speedup = (STORE_RECORDS / history_s) / (WHOLE_RECORDS / whole_s)
+    print(f"      summaries / whole snapshots             {speedup:9.1f}x the records per second")
+    print(f"      with history / without                  {store_s / history_s:9.2f}x the records per second")
+    if kind == "DynamoDB Local":
+        units = f"{history_units:4.1f} (early in a month {early_units:4.1f}) vs {whole_units:4.1f}"
+        print(f"      snapshots-table read units per record   {units}  (eventually consistent)")
     median = statistics.median(latencies) * 1000
     print(f"end to end, snapshot write -> Slack message received ({LATENCY_RUNS} runs, warm):")
     p95 = percentile(latencies, 95) * 1000

@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Any
-
-from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
-from aws_lambda_powertools.utilities.batch.types import PartialItemFailureResponse
-from aws_lambda_powertools.utilities.data_classes.dynamo_db_stream_event import DynamoDBRecord
-from aws_lambda_powertools.utilities.typing import LambdaContext
+from typing import TYPE_CHECKING, Any
 
 from spendwatch.alerter_app import AlerterApp
+from spendwatch.batch import DYNAMODB_STREAMS, PartialItemFailureResponse, StreamRecord, process_partial_response
 from spendwatch.observability import logger, metrics
 
-processor = BatchProcessor(event_type=EventType.DynamoDBStreams)
+if TYPE_CHECKING:
+    from aws_lambda_powertools.utilities.typing import LambdaContext
+
 _app: AlerterApp | None = None
 
 
@@ -23,14 +21,12 @@ def app() -> AlerterApp:
     return _app
 
 
-def record_handler(record: DynamoDBRecord, lambda_context: LambdaContext | None = None) -> None:
-    remaining = lambda_context.get_remaining_time_in_millis if lambda_context is not None else None
-    app().handle_record(record.raw_event, remaining_ms=remaining)
-
-
 @logger.inject_lambda_context(clear_state=True)
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> PartialItemFailureResponse:
-    # A batch whose every record failed raises BatchProcessingError (Powertools' default), so the
-    # invocation counts as an error and the mapping retries, bisects and finally dead-letters it.
-    return process_partial_response(event=event, record_handler=record_handler, processor=processor, context=context)
+    def record_handler(record: StreamRecord) -> None:
+        app().handle_record(record.raw_event, remaining_ms=context.get_remaining_time_in_millis)
+
+    # A batch whose every record failed raises BatchProcessingError, so the invocation counts as an error
+    # and the mapping retries, bisects and finally dead-letters it.
+    return process_partial_response(event, record_handler, DYNAMODB_STREAMS)

@@ -6,12 +6,13 @@ The same function handles the Scheduled Event (fan-out), the poll queue's SQS ba
 
 from __future__ import annotations
 
-from typing import Any
-
-from aws_lambda_powertools.utilities.typing import LambdaContext
+from typing import TYPE_CHECKING, Any
 
 from spendwatch.observability import logger, metrics
 from spendwatch.poller_app import PollerApp
+
+if TYPE_CHECKING:
+    from aws_lambda_powertools.utilities.typing import LambdaContext
 
 _app: PollerApp | None = None
 

@@ -7,13 +7,14 @@ next scheduled run tries again (the notification log makes that retry send each 
 
 from __future__ import annotations
 
-from typing import Any
-
-from aws_lambda_powertools.utilities.typing import LambdaContext
+from typing import TYPE_CHECKING, Any
 
 from spendwatch.alerting import DeliveryFailedError
 from spendwatch.observability import logger, metrics
 from spendwatch.watchdog_app import WatchdogApp, event_time
+
+if TYPE_CHECKING:
+    from aws_lambda_powertools.utilities.typing import LambdaContext
 
 _app: WatchdogApp | None = None
 

@@ -8,8 +8,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from aws_lambda_powertools.utilities.batch.exceptions import BatchProcessingError
 
+from spendwatch.batch import BatchProcessingError
 from spendwatch.devtools.fake_slack import FakeSlack
 from spendwatch.devtools.pipeline import FakeLambdaContext, LocalPipeline
 

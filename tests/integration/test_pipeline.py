@@ -11,6 +11,7 @@ import pytest
 from spendwatch.devtools.fake_openai import FakeOpenAI
 from spendwatch.devtools.fake_slack import FakeSlack
 from spendwatch.devtools.pipeline import FakeLambdaContext, LocalPipeline
+from spendwatch.devtools.stream import snapshot_inserts
 from spendwatch.errors import NothingCollectedError
 
 from .conftest import ADMIN_KEY, POLL_TIME, budget_config, configure_webhook
@@ -18,7 +19,7 @@ from .conftest import ADMIN_KEY, POLL_TIME, budget_config, configure_webhook
 
 def stream_inserts(pipeline: LocalPipeline) -> int:
     assert pipeline.pump is not None
-    return sum(1 for r in pipeline.pump.read_all() if r["eventName"] == "INSERT")
+    return len(snapshot_inserts(pipeline.pump.read_all()))
 
 
 def test_pipeline_uses_dynamodb_local_when_installed(pipeline: LocalPipeline) -> None:
@@ -187,7 +188,7 @@ def test_poller_reads_the_admin_key_from_ssm_once_across_invocations(
     assert all(ADMIN_KEY not in value for value in os.environ.values())
 
 
-def test_snapshot_store_history_reads_a_projection_of_the_newest_polls(pipeline: LocalPipeline) -> None:
+def test_snapshot_store_history_reads_the_summaries_of_the_newest_polls(pipeline: LocalPipeline) -> None:
     from decimal import Decimal
 
     from spendwatch.snapshot import DailyCost, Snapshot, SourceFailure
@@ -210,7 +211,7 @@ def test_snapshot_store_history_reads_a_projection_of_the_newest_polls(pipeline:
             ),
             expires_at=2_000_000_000,
         )
-    history = store.recent_snapshots("sim", since=POLL_TIME - timedelta(days=10), limit=64)
+    history = store.recent_history("sim", since=POLL_TIME - timedelta(days=10), limit=64)
     assert len(history) == 64
     assert history[0].poll_time == POLL_TIME
     assert history[-1].poll_time == POLL_TIME - timedelta(hours=63)

@@ -15,6 +15,7 @@ import pytest
 from spendwatch.devtools.fake_openai import FakeOpenAI
 from spendwatch.devtools.pipeline import LocalPipeline
 from spendwatch.devtools.sqs_source import Handler, SqsEventSource
+from spendwatch.devtools.stream import snapshot_inserts
 from spendwatch.openai_api import ADMIN_KEY_REJECTED
 
 from .conftest import ADMIN_KEY, POLL_TIME
@@ -45,7 +46,7 @@ def configure_orgs(pipeline: LocalPipeline, openai: FakeOpenAI, orgs: tuple[str,
 
 def inserts(pipeline: LocalPipeline) -> list[str]:
     assert pipeline.pump is not None
-    return sorted(r["dynamodb"]["Keys"]["pk"]["S"] for r in pipeline.pump.read_all() if r["eventName"] == "INSERT")
+    return sorted(r["dynamodb"]["Keys"]["pk"]["S"] for r in snapshot_inserts(pipeline.pump.read_all()))
 
 
 def test_poller_fanout_isolates_a_revoked_org_and_the_others_still_write(

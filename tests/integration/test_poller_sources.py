@@ -16,6 +16,7 @@ import pytest
 from spendwatch.devtools.fake_openai import FakeOpenAI, MalformedKind
 from spendwatch.devtools.pipeline import FakeLambdaContext, LocalPipeline
 from spendwatch.devtools.simulated_org import ADMIN_KEY_ID, SimulatedOrg
+from spendwatch.devtools.stream import snapshot_inserts
 from spendwatch.openai_api import SESSION_KEY_REJECTED
 from spendwatch.poll import SOURCE_ORDER, USAGE_SPECS
 from spendwatch.snapshot import Snapshot
@@ -269,6 +270,6 @@ def test_poller_each_scheduled_time_is_one_snapshot(
     pipeline.poll(POLL_TIME)  # retried invocation: same key, conditional put
     pipeline.poll(later)
     assert pipeline.pump is not None
-    inserts = [r for r in pipeline.pump.read_all() if r["eventName"] == "INSERT"]
+    inserts = snapshot_inserts(pipeline.pump.read_all())
     assert len(inserts) == 2
     assert stored(pipeline, later).poll_time == later

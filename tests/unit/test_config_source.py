@@ -80,7 +80,7 @@ def test_config_source_keeps_the_last_valid_config_when_reading_fails_in_any_way
 def test_config_source_on_a_cold_start_uses_the_bundled_config_whatever_the_failure(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    bundled = tmp_path / "bundled_config.yaml"
+    bundled = tmp_path / "bundled_config.json"
     bundled.write_text(BUNDLED)  # canonical JSON: the layer carries no YAML parser
     Parameter(monkeypatch, OSError("no route to host"))
     source = SsmConfigSource("/spendwatch/config", bundled_path=bundled)
@@ -89,7 +89,7 @@ def test_config_source_on_a_cold_start_uses_the_bundled_config_whatever_the_fail
 
 
 def test_config_source_parses_a_parameter_once_however_many_records_read_it(monkeypatch: pytest.MonkeyPatch) -> None:
-    Parameter(monkeypatch, "organizations: [{id: BAD}]\n")
+    Parameter(monkeypatch, '{"organizations": [{"id": "BAD"}]}')
     calls = []
     real = config_module.parse_config
 

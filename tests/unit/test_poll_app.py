@@ -11,8 +11,8 @@ from pathlib import Path
 from typing import Any, cast
 
 import pytest
-from aws_lambda_powertools.utilities.batch.exceptions import BatchProcessingError
 
+from spendwatch.batch import BatchProcessingError
 from spendwatch.config import OrganizationConfig, SpendwatchConfig, parse_config
 from spendwatch.errors import EnvironmentConfigError, NothingCollectedError, SpendwatchError
 from spendwatch.openai_api import ADMIN_KEY_REJECTED, KeyProblemError, OpenAIClient

@@ -11,10 +11,10 @@ from typing import Any
 
 import pytest
 
+from spendwatch.channels import sender_factory
 from spendwatch.config import EmailChannelConfig, SecretRef, SlackChannelConfig
 from spendwatch.errors import DeliveryError, DeliveryUnknownError
 from spendwatch.render import Message
-from spendwatch.runtime import sender_factory
 from spendwatch.senders import (
     KNOWN_REASONS,
     EmailSender,

@@ -236,8 +236,9 @@ def test_notice_message_escapes_every_value_and_keeps_mention_once() -> None:
 # --------------------------------------------------------------------------------------------------
 # config: SSM, then the last valid config, then the bundled file
 # --------------------------------------------------------------------------------------------------
-VALID = "organizations:\n  - {id: acme, name: Acme}\n"
-BUNDLED = "organizations:\n  - {id: bundled, name: Bundled}\n"
+# As `spendwatch config push` / `config bundle` store them: canonical JSON (the functions read no YAML).
+VALID = '{"organizations":[{"id":"acme","name":"Acme"}]}'
+BUNDLED = '{"organizations":[{"id":"bundled","name":"Bundled"}]}'
 
 
 class FakeParameters:
@@ -259,7 +260,7 @@ class FakeParameters:
 
 def test_config_source_missing_parameter_uses_the_bundled_file(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     fake = FakeParameters(monkeypatch)
-    bundled = tmp_path / "bundled_config.yaml"
+    bundled = tmp_path / "bundled_config.json"
     bundled.write_text(BUNDLED)
     fake.missing()
     source = SsmConfigSource("/spendwatch/config", bundled_path=bundled)
@@ -275,7 +276,7 @@ def test_config_source_keeps_the_last_valid_config_after_a_bad_push(monkeypatch:
     fake = FakeParameters(monkeypatch)
     source = SsmConfigSource("/spendwatch/config", bundled_path=None)
     assert source.get().organizations[0].id == "acme"
-    fake.value = "organizations: [{id: BAD}]\n"
+    fake.value = '{"organizations":[{"id":"BAD"}]}'
     assert source.get().organizations[0].id == "acme"
     assert source.source == "last_valid"
     assert source.last_error is not None and "organizations[0]" in str(source.last_error)
@@ -284,7 +285,7 @@ def test_config_source_keeps_the_last_valid_config_after_a_bad_push(monkeypatch:
 def test_config_source_without_any_valid_config_raises(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     fake = FakeParameters(monkeypatch)
     fake.missing()
-    source = SsmConfigSource("/spendwatch/config", bundled_path=tmp_path / "absent.yaml")
+    source = SsmConfigSource("/spendwatch/config", bundled_path=tmp_path / "absent.json")
     with pytest.raises(ConfigError, match="config push"):
         source.get()
 

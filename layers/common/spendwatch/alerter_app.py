@@ -21,19 +21,22 @@ from datetime import datetime
 from typing import Any
 
 from spendwatch.alerting import DeliveryFailedError, Outcome, SenderFactory, process_snapshot
+from spendwatch.channels import sender_factory
 from spendwatch.config import SpendwatchConfig
 from spendwatch.errors import SnapshotFormatError, SpendwatchError
 from spendwatch.nflog import RESEND_AFTER_S
 from spendwatch.notices import log_unconfirmed, record_delivery_failure, with_fallback
 from spendwatch.observability import logger
 from spendwatch.rules import history_since
-from spendwatch.runtime import AlerterEnv, SsmConfigSource, sender_factory, utc_now
+from spendwatch.runtime import AlerterEnv, SsmConfigSource, utc_now
 from spendwatch.secrets import SsmSecrets
 from spendwatch.senders import Pacer
-from spendwatch.snapshot import ITEM_KIND, Snapshot
+from spendwatch.snapshot import ITEM_KIND, Snapshot, cost_donors, history_is_enough
 from spendwatch.store import AlertStateStore, SnapshotStore, from_attribute_map
 
 SAFETY_MARGIN_S = 3.0
+HISTORY_POLLS = 64
+"""Earlier polls read per record: enough for the longest failing-source streak (`failing_polls` <= 48)."""
 CLAIM_LEASE_MARGIN_S = 5
 """A claim outlives its invocation by this much, so a claimant that dies blocks its retry only briefly."""
 
@@ -151,10 +154,28 @@ class AlerterApp:
         )
 
     def _history(self, snapshot: Snapshot) -> list[Snapshot] | None:
+        """The org's recent polls as the rules need them: the summaries of the newest ones, as far back as
+        `history_is_enough` needs (at most HISTORY_POLLS), plus the daily costs of the earlier polls that
+        hold days this snapshot lacks (none while its cost queries succeed)."""
         if self.snapshots is None:
             return None
         try:
-            return self.snapshots.recent_snapshots(snapshot.org_id, since=history_since(snapshot), limit=64)
+            since = history_since(snapshot)
+            history: list[Snapshot] = []
+            for entry in self.snapshots.history(snapshot.org_id, since=since, limit=HISTORY_POLLS):
+                history.append(entry)
+                if history_is_enough(snapshot, history, since):
+                    break  # older polls would change nothing: no further page is read
+            donors = cost_donors(snapshot, history)
+            if not donors:
+                return history
+            costs = self.snapshots.daily_costs(snapshot.org_id, donors)
+            return [
+                entry.model_copy(update={"daily_costs_usd": costs[entry.poll_time]})
+                if entry.poll_time in costs and not entry.daily_costs_usd
+                else entry
+                for entry in history
+            ]
         except SnapshotFormatError as exc:
             # One unreadable old item must not block every later alert: evaluate without history.
             logger.warning("history unreadable", org_id=snapshot.org_id, error=str(exc))

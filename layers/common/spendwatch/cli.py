@@ -1,4 +1,4 @@
-"""The `spendwatch` command line: demo, config validate/push, poll, check, report, test-alert.
+"""The `spendwatch` command line: demo, config validate/push/bundle/schema, poll, check, report, test-alert, verify.
 
 Command output goes to stdout; logs and diagnostics go to stderr. Exit status is non-zero on error.
 """
@@ -31,6 +31,8 @@ SSM_STANDARD_LIMIT_BYTES = 4096
 SSM_ADVANCED_LIMIT_BYTES = 8192
 ADVANCED_PARAMETER_USD_MONTH = "0.05"
 """SSM's list price of one Advanced-tier parameter (Standard parameters are free)."""
+BUNDLED_CONFIG_FILE = Path("layers/common/spendwatch/bundled_config.json")
+"""Where `config bundle` writes by default: next to spendwatch.runtime in the layer (run from the checkout)."""
 
 
 def _print_err(message: str) -> None:
@@ -100,13 +102,8 @@ def cmd_config_schema(_: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_config_push(args: argparse.Namespace) -> int:
-    """Validate, show what changes against the deployed config, then store its canonical JSON in SSM.
-
-    Exit 0 when pushed (or unchanged, or `--dry-run`), 1 when the file is invalid or too large, or AWS
-    refused or could not be reached (one line saying what happened and what to do; nothing is half-written).
-    """
-    from spendwatch.aws_cli import AwsCallError, describe  # noqa: PLC0415
+def _canonical_config(path: Path, *, not_done: str) -> tuple[Any, str] | None:
+    """The validated config file and the canonical JSON the functions read, or None (the errors printed)."""
     from spendwatch.config import (  # noqa: PLC0415
         canonical_config_text,
         config_warnings,
@@ -115,29 +112,43 @@ def cmd_config_push(args: argparse.Namespace) -> int:
         validate_document,
     )
 
-    path = Path(args.file)
     try:
         doc = read_config_file(path)
         config = validate_document(doc)
     except ConfigError as exc:
         for problem in exc.problems:
             _print_err(f"{exc.source}: {problem}")
-        _print_err("not pushed: the deployed functions keep their current config")
-        return 1
+        _print_err(not_done)
+        return None
     for warning in config_warnings(config, doc):
         _print_err(f"{path}: warning: {warning}")
     # The functions read this canonical JSON without a YAML parser; comments and layout are not stored.
     canonical = canonical_config_text(doc.data)
     try:
-        # What the functions will read must be the config just validated, or nothing is pushed.
+        # What the functions will read must be the config just validated, or nothing is stored.
         stored = parse_config(canonical, f"{path} as stored")
     except ConfigError as exc:
-        stored = None
-        _print_err(f"{path}: cannot be stored faithfully ({'; '.join(exc.problems)}); not pushed")
+        _print_err(f"{path}: cannot be stored faithfully ({'; '.join(exc.problems)}); {not_done}")
+        return None
     if stored != config:
-        if stored is not None:
-            _print_err(f"{path}: its stored form reads differently; not pushed (please report this)")
+        _print_err(f"{path}: its stored form reads differently (please report this); {not_done}")
+        return None
+    return doc.data, canonical
+
+
+def cmd_config_push(args: argparse.Namespace) -> int:
+    """Validate, show what changes against the deployed config, then store its canonical JSON in SSM.
+
+    Exit 0 when pushed (or unchanged, or `--dry-run`), 1 when the file is invalid or too large, or AWS
+    refused or could not be reached (one line saying what happened and what to do; nothing is half-written).
+    """
+    from spendwatch.aws_cli import AwsCallError, describe  # noqa: PLC0415
+
+    path = Path(args.file)
+    valid = _canonical_config(path, not_done="not pushed: the deployed functions keep their current config")
+    if valid is None:
         return 1
+    data, canonical = valid
     size = len(canonical.encode())
     if size > SSM_ADVANCED_LIMIT_BYTES:
         _print_err(
@@ -146,7 +157,7 @@ def cmd_config_push(args: argparse.Namespace) -> int:
         )
         return 1
     try:
-        return _push(args, path, doc.data, canonical)
+        return _push(args, path, data, canonical)
     except AwsCallError as exc:
         _print_problem(exc)
     except Exception as exc:
@@ -230,6 +241,18 @@ def _is_aws_error(exc: Exception) -> bool:
     from botocore.exceptions import BotoCoreError, ClientError  # noqa: PLC0415
 
     return isinstance(exc, BotoCoreError | ClientError)
+
+
+def cmd_config_bundle(args: argparse.Namespace) -> int:
+    """Write the config file's canonical JSON where the layer build ships it (the cold-start fallback)."""
+    path, out = Path(args.file), Path(args.out)
+    valid = _canonical_config(path, not_done=f"not written: {out} is unchanged")
+    if valid is None:
+        return 1
+    _, canonical = valid
+    out.write_text(canonical + "\n", encoding="utf-8")
+    print(f"wrote {path} as {out}; it ships with the next `sam build` (docs/deploy.md)")
+    return 0
 
 
 def cmd_poll(args: argparse.Namespace) -> int:
@@ -453,11 +476,11 @@ def cmd_test_alert(args: argparse.Namespace) -> int:
     Exit 0 when every channel accepted it; 1 naming each channel that failed or did not confirm it; 2 on
     a config error.
     """
+    from spendwatch.channels import sender_factory  # noqa: PLC0415
     from spendwatch.config import resolve_local_config  # noqa: PLC0415
     from spendwatch.errors import DeliveryError  # noqa: PLC0415
     from spendwatch.notices import notice_message  # noqa: PLC0415
     from spendwatch.render import untrusted  # noqa: PLC0415
-    from spendwatch.runtime import sender_factory  # noqa: PLC0415
     from spendwatch.secrets import EnvSecrets  # noqa: PLC0415
     from spendwatch.snapshot import isoformat_utc  # noqa: PLC0415
 
@@ -695,6 +718,15 @@ def build_parser() -> argparse.ArgumentParser:
     push.add_argument("--dry-run", action="store_true", help="validate and show the changes; store nothing")
     _aws_options(push)
     push.set_defaults(func=cmd_config_push)
+    bundle = _sub(
+        config_sub,
+        "bundle",
+        "validate, then write the config into the layer as the functions' cold-start fallback",
+        "exit status: 0 written; 1 the file is invalid (nothing written)",
+    )
+    bundle.add_argument("file")
+    bundle.add_argument("--out", default=str(BUNDLED_CONFIG_FILE), help="default: %(default)s")
+    bundle.set_defaults(func=cmd_config_bundle)
     verify = _sub(
         sub,
         "verify",

@@ -231,7 +231,9 @@ def _plain_number(value: Decimal) -> str:
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # defer_build: each model's validator is built when first used, not at import; validating the whole
+    # config builds one validator for it instead of one per nested model too (docs/performance.md).
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
 
 class SecretRef(_Model):

@@ -81,8 +81,8 @@ class DigestApp:
 
     @classmethod
     def from_environment(cls) -> DigestApp:
+        from spendwatch.channels import sender_factory  # noqa: PLC0415
         from spendwatch.digest_delivery import DigestSlackTransport, InlineImageSes  # noqa: PLC0415
-        from spendwatch.runtime import sender_factory  # noqa: PLC0415
         from spendwatch.secrets import SsmSecrets  # noqa: PLC0415
         from spendwatch.senders import Pacer, default_ses_client  # noqa: PLC0415
         from spendwatch.store import AlertStateStore, SnapshotStore  # noqa: PLC0415

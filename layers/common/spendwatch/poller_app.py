@@ -316,17 +316,12 @@ class PollerApp:
 
     def consume(self, event: Mapping[str, Any], context: Any = None) -> dict[str, Any]:
         """Poll the organization of each poll-queue message; report the failed ones to SQS."""
-        from aws_lambda_powertools.utilities.batch import (  # noqa: PLC0415 - the dispatch path never needs it
-            BatchProcessor,
-            EventType,
-            process_partial_response,
-        )
-        from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord  # noqa: PLC0415
+        from spendwatch.batch import SQS, SqsRecord, process_partial_response  # noqa: PLC0415
 
         remaining_ms = getattr(context, "get_remaining_time_in_millis", None)
         config = self.config()
 
-        def poll_record(record: SQSRecord) -> None:
+        def poll_record(record: SqsRecord) -> None:
             try:
                 request = PollRequest.model_validate(json.loads(record.body))
             except (ValueError, ValidationError) as exc:
@@ -346,9 +341,4 @@ class PollerApp:
                 outcome = "failure snapshot stored" if last else "not stored, retried after the visibility timeout"
                 raise NothingCollectedError(f"nothing could be collected for: {org.id} ({attempt}: {outcome})")
 
-        response: dict[str, Any] = dict(
-            process_partial_response(
-                event=dict(event), record_handler=poll_record, processor=BatchProcessor(EventType.SQS), context=context
-            )
-        )
-        return response
+        return dict(process_partial_response(event, poll_record, SQS))

@@ -1,4 +1,4 @@
-"""Wiring for the deployed functions: environment models, the config source and the channel factory.
+"""Wiring for the deployed functions: environment models and the config source (channels: spendwatch.channels).
 
 Environment variables are read here and nowhere else, into Pydantic models validated at cold start so a
 missing variable is named instead of surfacing as a `KeyError` mid-invocation.
@@ -7,7 +7,7 @@ missing variable is named instead of surfacing as a `KeyError` mid-invocation.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, TypeVar
@@ -15,39 +15,20 @@ from typing import Annotated, TypeVar
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from spendwatch.alerts import RESEND_AFTER_S
-from spendwatch.config import (
-    ChannelConfig,
-    EmailChannelConfig,
-    SlackChannelConfig,
-    SpendwatchConfig,
-    load_config_file,
-    parse_config,
-)
-from spendwatch.errors import ConfigError, DeliveryError, EnvironmentConfigError
-from spendwatch.secrets import SecretSource
-from spendwatch.senders import (
-    SES_CONNECT_TIMEOUT_S,
-    SES_READ_TIMEOUT_S,
-    SLACK_CONNECT_TIMEOUT_S,
-    SLACK_TIMEOUT_S,
-    EmailSender,
-    Pacer,
-    Sender,
-    SlackCredentials,
-    SlackSender,
-    SlackTransport,
-)
+from spendwatch.config import SpendwatchConfig, parse_config
+from spendwatch.errors import ConfigError, EnvironmentConfigError
 
 CONFIG_CACHE_SECONDS = 60
-BUNDLED_CONFIG_PATH = Path(__file__).resolve().parent / "bundled_config.yaml"
-"""Optional config file shipped in the layer, used only while the SSM parameter is missing or unreadable."""
+BUNDLED_CONFIG_PATH = Path(__file__).resolve().parent / "bundled_config.json"
+"""Optional config file shipped in the layer, used only while the SSM parameter is missing or unreadable.
+It holds the canonical JSON that `spendwatch config bundle` writes (the functions carry no YAML parser)."""
 # Kept here rather than imported from openai_api so the alerter never imports `requests`.
 OPENAI_DEFAULT_BASE_URL = "https://api.openai.com/v1"
 _EnvT = TypeVar("_EnvT", bound="_Env")
 
 
 class _Env(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="ignore")
+    model_config = ConfigDict(frozen=True, extra="ignore", defer_build=True)  # built on first use
 
     @classmethod
     def from_environ(cls: type[_EnvT], environ: Mapping[str, str] | None = None) -> _EnvT:
@@ -87,27 +68,18 @@ class WatchdogEnv(_Env):
     slack_api_base_url: str | None = None
 
 
-_Seconds = Annotated[float, Field(gt=0, le=60)]
-
-
-class DeliveryTimeouts(_Env):
-    """Client timeouts of the senders; the defaults suit production, fault tests set a second or less."""
-
-    spendwatch_slack_timeout_s: _Seconds = SLACK_TIMEOUT_S
-    spendwatch_slack_connect_timeout_s: _Seconds = SLACK_CONNECT_TIMEOUT_S
-    spendwatch_ses_connect_timeout_s: _Seconds = SES_CONNECT_TIMEOUT_S
-    spendwatch_ses_read_timeout_s: _Seconds = SES_READ_TIMEOUT_S
-
-
 class SsmConfigSource:
     """The config pushed to an SSM parameter, re-read at most every minute.
 
     Precedence: the SSM parameter when it holds a valid config; else the last valid config this
     container has seen (a bad push, or SSM briefly unreadable, changes nothing); else, on a cold start,
-    the optional file bundled in the layer (`bundled_config.yaml` next to this module, see
+    the optional file bundled in the layer (`bundled_config.json` next to this module, see
     docs/deploy.md); else the error, so the record fails and is retried. *Any* failure while reading or
     parsing counts (not only a `ConfigError`): a config that crashes the parser must not crash the
     function. `last_error` keeps the most recent problem, logged once per new problem.
+
+    Both hold the canonical JSON form; YAML text (pushed by an older spendwatch or by hand) is a
+    `ConfigError` saying so, never an attempt to import the YAML parser the layer does not carry.
     """
 
     def __init__(
@@ -149,7 +121,7 @@ class SsmConfigSource:
             return self._parsed[1]
         result: SpendwatchConfig | ConfigError
         try:
-            result = parse_config(text, source)
+            result = parse_stored_config(text, source, remedy=PUSH_REMEDY)
         except ConfigError as exc:
             result = exc
         except Exception as exc:  # a parser bug must not become a crash loop
@@ -172,16 +144,51 @@ class SsmConfigSource:
         if self._last_valid is not None:
             self.source = "last_valid"
             return self._last_valid
-        if self._bundled_path is not None and self._bundled_path.is_file():
+        if self._bundled_path is not None:
             try:
-                self._last_valid = load_config_file(self._bundled_path)
+                bundled = load_bundled_config(self._bundled_path)
             except ConfigError:
                 raise  # a bundled file that is itself invalid: its own precise error
-            except Exception as exc:  # e.g. no YAML parser in the layer
+            except Exception as exc:  # a parser bug must not become a crash loop either
                 raise ConfigError(str(self._bundled_path), [f"cannot be read ({type(exc).__name__})"]) from None
-            self.source = "bundled"
-            return self._last_valid
+            if bundled is not None:
+                self._last_valid = bundled
+                self.source = "bundled"
+                return bundled
         raise error
+
+
+PUSH_REMEDY = "run `spendwatch config push` again"
+BUNDLE_REMEDY = "run `spendwatch config bundle` again before `sam build`"
+
+
+def parse_stored_config(text: str, source: str, *, remedy: str) -> SpendwatchConfig:
+    """The config as `spendwatch config push` (or `config bundle`) stores it: canonical JSON only.
+
+    `parse_config` would hand any other text to the YAML loader, and PyYAML is not in the layer: an
+    older push or a hand-written parameter must be a clear `ConfigError` naming the fix instead.
+    """
+    if not text.lstrip().startswith("{"):
+        raise ConfigError(source, [f"stored as YAML: {remedy}"])
+    return parse_config(text, source)
+
+
+def load_bundled_config(path: Path) -> SpendwatchConfig | None:
+    """The config bundled in the layer, or None when there is none.
+
+    A `bundled_config.yaml` beside the expected JSON file is what an older deploy guide asked for: it is
+    reported, not silently ignored (an ignored fallback would only be noticed when it is needed).
+    """
+    legacy = path.with_suffix(".yaml")
+    if not path.is_file():
+        if path.suffix == ".json" and legacy.is_file():
+            raise ConfigError(str(legacy), [f"stored as YAML: {BUNDLE_REMEDY} (it writes {path.name})"])
+        return None
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(str(path), [f"cannot read: {exc.strerror}"]) from None
+    return parse_stored_config(text, str(path), remedy=BUNDLE_REMEDY)
 
 
 def _code(exc: Exception) -> str:
@@ -194,69 +201,3 @@ def _code(exc: Exception) -> str:
 
 def utc_now() -> datetime:
     return datetime.now(UTC)
-
-
-SenderBuilder = Callable[[str, ChannelConfig], Sender]
-
-
-def sender_factory(
-    secrets: SecretSource,
-    *,
-    api_base_url: str | None = None,
-    remaining_s: Callable[[], float] = lambda: 30.0,
-    environ: Mapping[str, str] | None = None,
-    pacer: Pacer | None = None,
-    ses_client: Callable[[], object] | None = None,
-    slack_transport: SlackTransport | None = None,
-) -> SenderBuilder:
-    """Builds the sender of a configured channel: Slack (webhook or bot token) or e-mail (SES v2).
-
-    Secrets are read when a message is sent, not here, and re-read (`force_fetch`) once after Slack
-    refuses the credential, so a rotated token or webhook URL is picked up without a redeploy. Client
-    timeouts come from `SPENDWATCH_SLACK_TIMEOUT_S`, `SPENDWATCH_SLACK_CONNECT_TIMEOUT_S`,
-    `SPENDWATCH_SES_CONNECT_TIMEOUT_S` and `SPENDWATCH_SES_READ_TIMEOUT_S` when set (`DeliveryTimeouts`).
-    `slack_transport` replaces the plain post (the digest uploads its chart through it).
-    """
-    env = os.environ if environ is None else environ
-    timeouts = DeliveryTimeouts.from_environ(env)
-
-    def build(name: str, channel: ChannelConfig) -> Sender:
-        if isinstance(channel, SlackChannelConfig):
-
-            def credentials(force: bool) -> SlackCredentials:
-                webhook = secrets.get(channel.webhook_url, force_fetch=force)
-                token = None if webhook else secrets.get(channel.bot_token, force_fetch=force)
-                return SlackCredentials(webhook_url=webhook, bot_token=token)
-
-            return SlackSender(
-                name,
-                credentials,
-                channel=env.get("SLACK_CHANNEL") or channel.channel,
-                api_base_url=api_base_url,
-                remaining_s=remaining_s,
-                pacer=pacer,
-                timeout_s=timeouts.spendwatch_slack_timeout_s,
-                connect_timeout_s=timeouts.spendwatch_slack_connect_timeout_s,
-                transport=slack_transport,
-            )
-        if isinstance(channel, EmailChannelConfig):
-            extra = {"client": ses_client} if ses_client is not None else {}
-            return EmailSender(
-                name,
-                sender=channel.sender,
-                recipients=channel.recipients,
-                subject_prefix=channel.subject_prefix,
-                configuration_set=channel.configuration_set,
-                remaining_s=remaining_s,
-                connect_timeout_s=timeouts.spendwatch_ses_connect_timeout_s,
-                read_timeout_s=timeouts.spendwatch_ses_read_timeout_s,
-                **extra,  # type: ignore[arg-type]
-            )
-        raise DeliveryError(
-            name,
-            f"{getattr(channel, 'type', '?')} channels are not supported",
-            retryable=False,
-            reason="unsupported_channel",
-        )
-
-    return build

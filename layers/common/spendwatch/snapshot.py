@@ -10,6 +10,7 @@ Field reference: docs/snapshot.md.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Annotated, Any
@@ -73,7 +74,9 @@ UtcTime = Annotated[datetime, BeforeValidator(_utc)]
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="ignore")
+    # defer_build: validators are built when first used, not at import, and only for the models validated
+    # directly (Snapshot, the summary), not once more for every nested model (docs/performance.md).
+    model_config = ConfigDict(frozen=True, extra="ignore", defer_build=True)
 
 
 class SourceFailure(_Model):
@@ -250,10 +253,8 @@ class Snapshot(_Model):
     def from_item(cls, item: dict[str, Any]) -> Snapshot:
         try:
             data = dict(item)
-            if isinstance(data.get("daily_costs_usd"), dict):  # schema 1 stored a day -> amount map
-                data["daily_costs_usd"] = [
-                    {"day": day, "amount_usd": amount} for day, amount in sorted(data["daily_costs_usd"].items())
-                ]
+            if isinstance(data.get("daily_costs_usd"), dict):
+                data["daily_costs_usd"] = _schema1_daily_costs(data["daily_costs_usd"])
             return cls.model_validate(data)
         except ValidationError as exc:
             first = exc.errors()[0]
@@ -276,6 +277,23 @@ class Snapshot(_Model):
         return cls.from_item(data)
 
 
+def _schema1_daily_costs(days: dict[str, Any]) -> list[dict[str, Any]]:
+    """Schema 1 stored the daily costs as a day -> amount map."""
+    return [{"day": day, "amount_usd": amount} for day, amount in sorted(days.items())]
+
+
+def daily_costs_from_item(item: dict[str, Any]) -> tuple[DailyCost, ...]:
+    """The `daily_costs_usd` of a snapshot item (any schema version), read alone."""
+    value = item.get("daily_costs_usd", [])
+    try:
+        entries = _schema1_daily_costs(value) if isinstance(value, dict) else list(value)
+        return tuple(DailyCost.model_validate(entry) for entry in entries)
+    except (TypeError, ValidationError) as exc:
+        raise SnapshotFormatError(
+            f"snapshot {item.get('pk')}/{item.get('sk')} has unreadable daily costs: {exc}"
+        ) from None
+
+
 def _to_native(value: Any) -> Any:
     """Model dump -> DynamoDB-native values (dates and times as strings, tuples as lists)."""
     if isinstance(value, datetime):
@@ -289,3 +307,223 @@ def _to_native(value: Any) -> Any:
     if isinstance(value, float):
         raise TypeError("float in a snapshot: amounts must be Decimal")
     return value
+
+
+# --- The history summary -------------------------------------------------------------------------------
+
+HISTORY_KIND = "history"
+HISTORY_SCHEMA_VERSION = 1
+HISTORY_SK_PREFIX = "HIST#"
+
+
+def history_pk(org_id: str) -> str:
+    """The summaries' own partition, beside the org's snapshots (`ORG#<id>`): a history Query reads only
+    summaries, and a reader of the org's snapshot keys of any release never meets one."""
+    return f"{org_pk(org_id)}#HISTORY"
+
+
+HISTORY_SOURCES: tuple[str, ...] = (
+    "costs",
+    "costs_previous_month",
+    "costs_by_project",
+    "costs_by_line_item",
+    "usage_completions",
+    "usage_embeddings",
+    "usage_moderations",
+    "usage_images",
+    "usage_audio_speeches",
+    "usage_audio_transcriptions",
+    "usage_vector_stores",
+    "usage_code_interpreter_sessions",
+    "usage_file_search_calls",
+    "usage_web_search_calls",
+    "projects",
+    "spend_limit",
+    "project_spend_limits",
+    "spend_alerts",
+    "project_spend_alerts",
+    "admin_key",
+    "credit_grants",
+    "subscription",
+)
+"""Bit i of a summary's `ok` / `failed` number is source i. Append only: stored numbers refer to these
+positions. A source not listed here is stored by name (`ok_other`, `failed_other`), so nothing is lost."""
+
+
+def history_sk(poll_time: datetime) -> str:
+    return f"{HISTORY_SK_PREFIX}{isoformat_utc(poll_time)}"
+
+
+def _to_bits(names: tuple[str, ...]) -> tuple[int, list[str]]:
+    bits = 0
+    other = []
+    for name in names:
+        if name in HISTORY_SOURCES:
+            bits |= 1 << HISTORY_SOURCES.index(name)
+        else:
+            other.append(name)
+    return bits, other
+
+
+def _from_bits(bits: int, other: list[str]) -> tuple[str, ...]:
+    return (*(name for i, name in enumerate(HISTORY_SOURCES) if bits >> i & 1), *other)
+
+
+class SnapshotSummary(_Model):
+    """What the alerter's history rules read from earlier polls, stored beside each snapshot in ~200 bytes.
+
+    DynamoDB bills a Query by the size of the items it reads, whatever the projection, so reading 64
+    whole snapshots (~12 KB each) for a record's history read ~770 KB. The summary keeps what the history
+    uses (failing-source streaks, the previous poll's conditions, whether a newer poll supersedes the
+    record: which sources answered, whether costs were read) and leaves out the figures; the daily costs
+    that the spike baseline and the burn rate take from earlier polls are read from the one or two
+    snapshots that hold them, and only when the record's own snapshot lacks them (`cost_donors`).
+    """
+
+    org_id: str
+    org_name: str
+    poll_time: UtcTime
+    collected_at: UtcTime
+    month_to_date_usd: Usd | None = None
+    sources_ok: tuple[str, ...] = ()
+    failed_sources: tuple[str, ...] = ()
+    conditions: tuple[str, ...] = ()
+
+    @classmethod
+    def of(cls, snapshot: Snapshot) -> SnapshotSummary:
+        return cls(
+            org_id=snapshot.org_id,
+            org_name=snapshot.org_name,
+            poll_time=snapshot.poll_time,
+            collected_at=snapshot.collected_at,
+            month_to_date_usd=snapshot.month_to_date_usd,
+            sources_ok=snapshot.sources_ok,
+            failed_sources=tuple(f.source for f in snapshot.failures),
+            conditions=snapshot.conditions,
+        )
+
+    def to_item(self, *, expires_at: int) -> dict[str, Any]:
+        ok, ok_other = _to_bits(self.sources_ok)
+        failed, failed_other = _to_bits(self.failed_sources)
+        item: dict[str, Any] = {
+            "pk": history_pk(self.org_id),
+            "sk": history_sk(self.poll_time),
+            "kind": HISTORY_KIND,
+            "schema_version": HISTORY_SCHEMA_VERSION,
+            "expires_at": expires_at,
+            "org_name": self.org_name,
+            "collected_at": isoformat_utc(self.collected_at),
+            "ok": ok,
+            "failed": failed,
+        }
+        optional = {
+            "month_to_date_usd": self.month_to_date_usd,
+            "ok_other": ok_other,
+            "failed_other": failed_other,
+            "conditions": list(self.conditions),
+        }
+        item.update({key: value for key, value in optional.items() if value not in (None, [])})
+        return item
+
+    @classmethod
+    def from_item(cls, item: dict[str, Any]) -> SnapshotSummary:
+        where = f"history summary {item.get('pk')}/{item.get('sk')}"
+        version = item.get("schema_version")
+        if version != HISTORY_SCHEMA_VERSION:
+            raise SnapshotFormatError(f"{where} is unreadable: schema_version {version}, this code reads 1")
+        try:
+            return cls(
+                org_id=str(item["pk"]).removeprefix("ORG#").removesuffix("#HISTORY"),
+                org_name=item["org_name"],
+                poll_time=str(item["sk"]).removeprefix(HISTORY_SK_PREFIX),
+                collected_at=item["collected_at"],
+                month_to_date_usd=item.get("month_to_date_usd"),
+                sources_ok=_from_bits(int(item.get("ok", 0)), list(item.get("ok_other", []))),
+                failed_sources=_from_bits(int(item.get("failed", 0)), list(item.get("failed_other", []))),
+                conditions=tuple(item.get("conditions", [])),
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            detail = exc.errors()[0]["msg"] if isinstance(exc, ValidationError) else repr(exc)
+            raise SnapshotFormatError(f"{where} is unreadable: {detail}") from None
+
+    def as_history(self) -> Snapshot:
+        """The poll as a history entry: a `Snapshot` with only the fields the summary keeps. A failure
+        names its source only (kind `summary`); figures, breakdowns and daily costs are empty."""
+        return Snapshot(
+            org_id=self.org_id,
+            org_name=self.org_name,
+            poll_time=self.poll_time,
+            collected_at=self.collected_at,
+            month_to_date_usd=self.month_to_date_usd,
+            sources_ok=self.sources_ok,
+            failures=tuple(SourceFailure(source=s, kind="summary", detail="") for s in self.failed_sources),
+            conditions=self.conditions,
+        )
+
+
+def _month_before(month: str) -> str:
+    year, number = (int(part) for part in month.split("-"))
+    return f"{year - 1}-12" if number == 1 else f"{year}-{number - 1:02d}"
+
+
+def cost_months(entry: Snapshot) -> set[str]:
+    """The UTC months whose daily costs the poll read in full: its own (`costs`, through its day) and
+    the previous one (`costs_previous_month`)."""
+    months = set()
+    if "costs" in entry.sources_ok:
+        months.add(entry.period)
+    if "costs_previous_month" in entry.sources_ok:
+        months.add(_month_before(entry.period))
+    return months
+
+
+def cost_donors(snapshot: Snapshot, history: Sequence[Snapshot]) -> list[datetime]:
+    """The earlier polls whose daily costs the history needs and does not hold yet, newest first.
+
+    `rules.daily_series` fills each day the snapshot lacks from the newest earlier poll that has it.
+    Within one month a newer poll has every day an older one has (each poll reads its months in full,
+    through its own day), so for each month the snapshot did not read, the newest earlier poll that read
+    it supplies all of that month's days: reading those (at most one per month; none while the poll
+    reads both of its months) makes the series what it would be with every earlier snapshot in full.
+    """
+    covered = cost_months(snapshot)
+    donors: dict[str, Snapshot] = {}
+    for entry in sorted(history, key=lambda e: e.poll_time, reverse=True):
+        if entry.org_id != snapshot.org_id or entry.poll_time >= snapshot.poll_time:
+            continue
+        for month in cost_months(entry) - covered:
+            donors.setdefault(month, entry)
+    return sorted({e.poll_time for e in donors.values() if not e.daily_costs_usd}, reverse=True)
+
+
+def _months_between(first: datetime, last: datetime) -> set[str]:
+    months = set()
+    month = month_of(first)
+    while month <= month_of(last):
+        months.add(month)
+        year, number = (int(part) for part in month.split("-"))
+        month = f"{year + 1}-01" if number == 12 else f"{year}-{number + 1:02d}"
+    return months
+
+
+def history_is_enough(snapshot: Snapshot, newest_first: Sequence[Snapshot], since: datetime) -> bool:
+    """Whether older polls than `newest_first` (the org's newest polls since `since`, newest first) could
+    change anything the rules or the superseding check decide for `snapshot`.
+
+    They read, of the earlier polls: every newer one (superseding: all come first), the newest earlier one
+    (its conditions), the earlier ones back to where each source failing now last succeeded (the
+    failing-source streak) and, per month whose daily costs `snapshot` lacks, the newest earlier poll that
+    read them (`cost_donors`; only months an earlier poll since `since` can have read). Once those are
+    in, reading on changes nothing, so the alerter stops: usually after its own poll and the one before.
+    """
+    priors = [e for e in newest_first if e.org_id == snapshot.org_id and e.poll_time < snapshot.poll_time]
+    if not priors:
+        return False
+    failing = {f.source for f in snapshot.failures}
+    unbroken = {s for s in failing if all(any(f.source == s for f in p.failures) for p in priors)}
+    if unbroken:
+        return False
+    readable = _months_between(since, snapshot.poll_time) | {_month_before(month_of(since))}
+    wanted = readable - cost_months(snapshot)
+    found = set().union(*(cost_months(p) for p in priors))
+    return wanted <= found

@@ -16,13 +16,14 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
+from spendwatch.channels import sender_factory
 from spendwatch.config import OrganizationConfig, SpendwatchConfig
 from spendwatch.errors import DeliveryError
 from spendwatch.notices import NotificationLog, SenderFactory, notice_message, notify_on_change, record_delivery_failure
 from spendwatch.notices import with_fallback as _with_fallback
 from spendwatch.observability import logger
 from spendwatch.render import untrusted
-from spendwatch.runtime import SsmConfigSource, WatchdogEnv, sender_factory, utc_now
+from spendwatch.runtime import SsmConfigSource, WatchdogEnv, utc_now
 from spendwatch.secrets import SsmSecrets
 from spendwatch.senders import Pacer
 from spendwatch.snapshot import isoformat_utc, parse_utc

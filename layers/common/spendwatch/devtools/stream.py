@@ -37,6 +37,17 @@ def matches(pattern: dict[str, Any], record: dict[str, Any]) -> bool:
     return True
 
 
+def snapshot_inserts(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The records that insert a snapshot: what the alerter's filter passes (each poll also inserts its
+    history summary)."""
+    return [
+        r
+        for r in records
+        if r.get("eventName") == "INSERT"
+        and ((r.get("dynamodb") or {}).get("NewImage") or {}).get("kind", {}).get("S") == "snapshot"
+    ]
+
+
 def lambda_shape(record: dict[str, Any], stream_arn: str) -> dict[str, Any]:
     shaped: dict[str, Any] = json.loads(json.dumps(record, default=_epoch))
     shaped["eventSourceARN"] = stream_arn
