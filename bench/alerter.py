@@ -26,20 +26,20 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from spendwatch.alerter_app import AlerterApp
-from spendwatch.alerting import policy_for
-from spendwatch.config import SpendwatchConfig, parse_config
-from spendwatch.decide import should_notify
+from spendwatch.alerter.app import AlerterApp
+from spendwatch.alerter.decide import should_notify
+from spendwatch.alerter.process import policy_for
+from spendwatch.alerter.render import Message
+from spendwatch.alerter.rules import HISTORY_DAYS, evaluate
+from spendwatch.aws.store import AlertStateStore, SnapshotStore, from_attribute_map, to_attribute_map
+from spendwatch.core.config import SpendwatchConfig, parse_config
+from spendwatch.core.snapshot import Snapshot, SnapshotSummary, org_pk, snapshot_sk
 from spendwatch.devtools.aws_local import dynamodb_local_jar
 from spendwatch.devtools.fake_openai import FakeOpenAI
 from spendwatch.devtools.fake_slack import FakeSlack
 from spendwatch.devtools.pipeline import FakeLambdaContext, LocalPipeline
 from spendwatch.devtools.simulated_org import SimulatedOrg
 from spendwatch.devtools.stream import snapshot_inserts
-from spendwatch.render import Message
-from spendwatch.rules import HISTORY_DAYS, evaluate
-from spendwatch.snapshot import Snapshot, SnapshotSummary, org_pk, snapshot_sk
-from spendwatch.store import AlertStateStore, SnapshotStore, from_attribute_map, to_attribute_map
 
 ROOT = Path(__file__).resolve().parents[1]
 ADMIN_KEY = "sk-admin-bench-key"

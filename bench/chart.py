@@ -1,4 +1,4 @@
-"""Which library draws the digest's chart picture: Pillow (spendwatch.chart_png) or matplotlib (Agg).
+"""Which library draws the digest's chart picture: Pillow (spendwatch.views.chart_png) or matplotlib (Agg).
 
 Both draw the same chart (this month's daily spend of a snapshot series, stacked by the top projects,
 with the budget pace and the forecast) at the same pixel size, 1520 x 720. Measured per candidate:
@@ -22,11 +22,11 @@ import zipfile
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from spendwatch.chart import FORECAST_COLOR, DailySpendChart, layout_daily, render_svg
-from spendwatch.config import parse_config
+from spendwatch.core.config import parse_config
 from spendwatch.devtools.snapshot_series import SeriesOrg
-from spendwatch.figures import daily_spend_chart
-from spendwatch.history import MemoryHistory
+from spendwatch.views.chart import FORECAST_COLOR, DailySpendChart, layout_daily, render_svg
+from spendwatch.views.figures import daily_spend_chart
+from spendwatch.views.history import MemoryHistory
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "test-artefacts" / "bench"
@@ -88,7 +88,7 @@ def render_matplotlib(chart: DailySpendChart) -> bytes:
 
 
 def render_pillow(chart: DailySpendChart) -> bytes:
-    from spendwatch.chart_png import render_png
+    from spendwatch.views.chart_png import render_png
 
     return render_png(layout_daily(chart))
 

@@ -13,9 +13,9 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from spendwatch.config import canonical_config_text, load_config_file, load_document, parse_config
-from spendwatch.config_input import MAX_CONFIG_BYTES
-from spendwatch.errors import ConfigError
+from spendwatch.core.config import canonical_config_text, load_config_file, load_document, parse_config
+from spendwatch.core.config_input import MAX_CONFIG_BYTES
+from spendwatch.core.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parents[1]
 RUNS = 5

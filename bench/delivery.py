@@ -24,7 +24,7 @@ POSTS = 200
 _ALERTER_INIT = f"import sys; sys.path.insert(0, {str(ROOT / 'functions' / 'alerter')!r}); import handler"
 SNIPPETS = {
     "slack-sdk (WebhookClient, WebClient)": "import slack_sdk, slack_sdk.webhook, slack_sdk.errors",
-    "http.client transport (spendwatch.senders)": "import http.client, spendwatch.senders",
+    "http.client transport (spendwatch.channels.senders)": "import http.client, spendwatch.channels.senders",
 }
 
 
@@ -38,9 +38,9 @@ def first_send_import(code: str) -> float:
 def post_latency() -> dict[str, float]:
     from slack_sdk.webhook import WebhookClient
 
+    from spendwatch.alerter.notices import notice_message
+    from spendwatch.channels.senders import HttpSlackTransport, SlackCredentials
     from spendwatch.devtools.fake_slack import FakeSlack
-    from spendwatch.notices import notice_message
-    from spendwatch.senders import HttpSlackTransport, SlackCredentials
 
     message = notice_message("spendwatch: bench", ["one line of a message"])
     blocks = [dict(b) for b in message.blocks]

@@ -22,13 +22,13 @@ import zipfile
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from spendwatch.chart import layout_daily
-from spendwatch.config import parse_config
+from spendwatch.core.config import parse_config
+from spendwatch.core.snapshot import Snapshot
 from spendwatch.devtools.snapshot_series import SeriesOrg
-from spendwatch.digest import build_digest, due_period
-from spendwatch.history import MemoryHistory
-from spendwatch.report import OrgReport, render_report
-from spendwatch.snapshot import Snapshot
+from spendwatch.digest.compose import build_digest, due_period
+from spendwatch.views.chart import layout_daily
+from spendwatch.views.history import MemoryHistory
+from spendwatch.views.report import OrgReport, render_report
 
 ROOT = Path(__file__).resolve().parents[1]
 NOW = datetime(2026, 11, 21, 9, 5, tzinfo=UTC)
@@ -48,13 +48,13 @@ t = time.perf_counter()
 sys.path.insert(0, {str(ROOT / "functions" / "digest")!r})
 import handler
 from datetime import UTC, datetime, timedelta
-from spendwatch.chart import layout_daily
-from spendwatch.chart_png import render_png
-from spendwatch.config import parse_config
+from spendwatch.views.chart import layout_daily
+from spendwatch.views.chart_png import render_png
+from spendwatch.core.config import parse_config
 from spendwatch.devtools.snapshot_series import SeriesOrg
-from spendwatch.digest import build_digest, due_period
-from spendwatch.digest_render import digest_content, slack_message
-from spendwatch.history import MemoryHistory
+from spendwatch.digest.compose import build_digest, due_period
+from spendwatch.digest.render import digest_content, slack_message
+from spendwatch.views.history import MemoryHistory
 now = datetime(2026, 11, 21, 9, 5, tzinfo=UTC)
 history = MemoryHistory(SeriesOrg().series(datetime(2026, 10, 31, tzinfo=UTC), now))
 imported = time.perf_counter() - t
@@ -97,7 +97,7 @@ def cold_start() -> None:
 
 
 def warm(history: MemoryHistory) -> None:
-    from spendwatch.chart_png import render_png
+    from spendwatch.views.chart_png import render_png
 
     org = parse_config(CONFIG, "bench").organizations[0]
     due = due_period(org.digests[0], NOW)
@@ -169,7 +169,7 @@ def year_report() -> None:
             self.windows += 1
             return list(history.polls_between(start, end))
 
-    from spendwatch.history import TableHistory
+    from spendwatch.views.history import TableHistory
 
     reader = Counting()
     render_report([OrgReport(org, TableHistory(reader, "sim"))], "2026-11", now=NOW, source="bench")

@@ -28,13 +28,19 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from multiprocessing.connection import Connection
 
-from spendwatch.config import OrganizationConfig, parse_config
+from spendwatch.core.config import OrganizationConfig, parse_config
+from spendwatch.core.snapshot import Snapshot
 from spendwatch.devtools import fake_openai
 from spendwatch.devtools.fake_openai import SIM_ADMIN_KEY, SIM_SESSION_KEY, FakeOpenAI
 from spendwatch.devtools.simulated_org import ADMIN_KEY_ID, USAGE_TYPES, SimulatedOrg
-from spendwatch.openai_api import OpenAIClient
-from spendwatch.poll import MAX_WORKERS, collect_projects, collect_snapshot, collect_spend_limit, item_size_bytes
-from spendwatch.snapshot import Snapshot
+from spendwatch.poller.collect import (
+    MAX_WORKERS,
+    collect_projects,
+    collect_snapshot,
+    collect_spend_limit,
+    item_size_bytes,
+)
+from spendwatch.poller.openai_api import OpenAIClient
 
 NOW = datetime(2026, 11, 21, 23, tzinfo=UTC)
 LATENCY_S = 0.1

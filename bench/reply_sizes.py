@@ -1,7 +1,7 @@
 """How large OpenAI's replies get for the poll's queries, measured on simulated organizations.
 
-The poller reads each reply up to `spendwatch.openai_api.RESPONSE_CAP_BYTES` and asks a bucketed query
-again in smaller pages when a month-long page is over it (`spendwatch.poll.PAGE_BUCKETS`). This prints,
+The poller reads each reply up to `spendwatch.poller.openai_api.RESPONSE_CAP_BYTES` and asks a bucketed query
+again in smaller pages when a month-long page is over it (`spendwatch.poller.collect.PAGE_BUCKETS`). This prints,
 for each query a poll sends, the size of one page of a whole 31-day month as the local OpenAI server
 (the simulation of the real wire format) serves it, so the cap can be chosen from the largest legitimate
 page. Requests go straight to the server's handler (no sockets): sizes, not timings.
@@ -16,8 +16,8 @@ from datetime import UTC, datetime
 
 from spendwatch.devtools.fake_openai import SIM_ADMIN_KEY, FakeOpenAI, HttpRequest
 from spendwatch.devtools.simulated_org import SimulatedOrg
-from spendwatch.openai_api import RESPONSE_CAP_BYTES
-from spendwatch.poll import PAGE_BUCKETS, USAGE_SPECS
+from spendwatch.poller.collect import PAGE_BUCKETS, USAGE_SPECS
+from spendwatch.poller.openai_api import RESPONSE_CAP_BYTES
 
 NOW = datetime(2026, 12, 31, 23, tzinfo=UTC)
 MONTH = {"start_time": [str(int(datetime(2026, 12, 1, tzinfo=UTC).timestamp()))], "limit": ["31"]}

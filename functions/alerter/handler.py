@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from spendwatch.alerter_app import AlerterApp
-from spendwatch.batch import DYNAMODB_STREAMS, PartialItemFailureResponse, StreamRecord, process_partial_response
-from spendwatch.observability import logger, metrics
+from spendwatch.alerter.app import AlerterApp
+from spendwatch.aws.batch import DYNAMODB_STREAMS, PartialItemFailureResponse, StreamRecord, process_partial_response
+from spendwatch.core.observability import logger, metrics
 
 if TYPE_CHECKING:
     from aws_lambda_powertools.utilities.typing import LambdaContext

@@ -10,10 +10,10 @@ from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from spendwatch.alerting import DeliveryFailedError
-from spendwatch.digest_app import DigestApp
-from spendwatch.observability import logger, metrics
-from spendwatch.watchdog_app import event_time
+from spendwatch.alerter.process import DeliveryFailedError
+from spendwatch.core.observability import logger, metrics
+from spendwatch.digest.app import DigestApp
+from spendwatch.watchdog.app import event_time
 
 _app: DigestApp | None = None
 

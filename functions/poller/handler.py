@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from spendwatch.observability import logger, metrics
-from spendwatch.poller_app import PollerApp
+from spendwatch.core.observability import logger, metrics
+from spendwatch.poller.app import PollerApp
 
 if TYPE_CHECKING:
     from aws_lambda_powertools.utilities.typing import LambdaContext

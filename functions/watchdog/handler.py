@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from spendwatch.alerting import DeliveryFailedError
-from spendwatch.observability import logger, metrics
-from spendwatch.watchdog_app import WatchdogApp, event_time
+from spendwatch.alerter.process import DeliveryFailedError
+from spendwatch.core.observability import logger, metrics
+from spendwatch.watchdog.app import WatchdogApp, event_time
 
 if TYPE_CHECKING:
     from aws_lambda_powertools.utilities.typing import LambdaContext

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from spendwatch.config import parse_config
+from spendwatch.core.config import parse_config
 from spendwatch.devtools.snapshot_series import PROJECTS, SeriesOrg
-from spendwatch.history import MemoryHistory
-from spendwatch.report import OrgReport, render_report
+from spendwatch.views.history import MemoryHistory
+from spendwatch.views.report import OrgReport, render_report
 
 from .cdp import Browser, Page
 

@@ -54,7 +54,7 @@ def emitted_metrics() -> tuple[list[str], list[str]]:
     """(metrics emitted as a matter of course, metrics emitted per failure `reason` only)."""
     steady: set[str] = set()
     per_reason: set[str] = set()
-    for path in PACKAGE.glob("*.py"):
+    for path in PACKAGE.rglob("*.py"):
         for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
             if not isinstance(node, ast.Call):
                 continue

@@ -28,8 +28,9 @@ RUNTIME_PROVIDED = ("boto3", "botocore", "s3transfer")
 AARCH64_CP313_SO = "*.cpython-313-aarch64-linux-gnu.so"
 FUNCTION_ONLY = {
     "PollerFunction": {"requests", "urllib3", "certifi", "idna", "charset-normalizer"},
-    "AlerterFunction": {"slack-sdk"},
-    "WatchdogFunction": {"slack-sdk"},
+    "AlerterFunction": set(),
+    "WatchdogFunction": set(),
+    "DigestFunction": {"pillow"},
 }
 """What only some functions import, so it ships with them and not in the layer."""
 MAKE_BYTECODE = ("make", "-s", "bytecode")
@@ -127,6 +128,11 @@ def test_function_requirements_are_exactly_what_only_it_imports(repo_root: Path,
 @pytest.mark.parametrize("directory", ARTIFACT_DIRS)
 def test_makefile_cross_installs_pinned_wheels_and_compiles_for_313(repo_root: Path, directory: str) -> None:
     text = (repo_root / directory / "Makefile").read_text(encoding="utf-8")
+    assert "--invalidation-mode unchecked-hash" in text
+    assert "NO BYTECODE" in text, "a build without python3.13 must say so"
+    if not pins(repo_root / directory / "requirements.txt"):
+        assert "pip install" not in text, "nothing of its own to install"
+        return
     assert "--no-deps" in text, "resolving would pull a second botocore into the artifact"
     for flag in ("--platform manylinux2014_aarch64", "--python-version 3.13", "--abi cp313", "--only-binary=:all:"):
         assert flag in text, flag

@@ -1,7 +1,7 @@
 """Least privilege, checked against what the code does: each function's DynamoDB actions are derived from
 the code (handler -> spendwatch modules it imports -> store methods they call -> DynamoDB client calls in
 store.py), and the SSM and SES grants are evaluated, with IAM's wildcard matching, on the ARNs of the
-default parameter names that spendwatch.config uses."""
+default parameter names that spendwatch.core.config uses."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from .test_template import actions, as_list, inline_policies, role_of, statement
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 PACKAGE = REPO_ROOT / "layers" / "common" / "spendwatch"
-STORE = PACKAGE / "store.py"
+STORE = PACKAGE / "aws/store.py"
 FUNCTIONS = {
     "PollerFunction": "poller",
     "AlerterFunction": "alerter",
@@ -309,8 +309,8 @@ def parameter_arn(name: str) -> str:
 
 @pytest.fixture(scope="module")
 def default_names() -> dict[str, str]:
-    """The parameter names spendwatch.config uses when the config names none."""
-    from spendwatch.config import OrganizationConfig, SlackChannelConfig
+    """The parameter names spendwatch.core.config uses when the config names none."""
+    from spendwatch.core.config import OrganizationConfig, SlackChannelConfig
 
     org = OrganizationConfig(id="org-1", name="Org 1")
     slack = SlackChannelConfig(type="slack")

@@ -17,13 +17,12 @@ import boto3
 import pytest
 from slack_sdk.webhook import WebhookClient
 
-from spendwatch.alerting import process_snapshot
-from spendwatch.config import parse_config
-from spendwatch.devtools.fake_slack import FakeSlack
-from spendwatch.devtools.pipeline import FakeLambdaContext, LocalPipeline
-from spendwatch.render import Message
-from spendwatch.rules import history_since
-from spendwatch.snapshot import (
+from spendwatch.alerter.process import process_snapshot
+from spendwatch.alerter.render import Message
+from spendwatch.alerter.rules import history_since
+from spendwatch.aws.store import AlertStateStore, SnapshotStore
+from spendwatch.core.config import parse_config
+from spendwatch.core.snapshot import (
     CostShare,
     CreditGrant,
     DailyCost,
@@ -32,7 +31,8 @@ from spendwatch.snapshot import (
     SourceFailure,
     SpendLimit,
 )
-from spendwatch.store import AlertStateStore, SnapshotStore
+from spendwatch.devtools.fake_slack import FakeSlack
+from spendwatch.devtools.pipeline import FakeLambdaContext, LocalPipeline
 
 T0 = datetime(2026, 11, 21, 12, tzinfo=UTC)
 HOUR = timedelta(hours=1)

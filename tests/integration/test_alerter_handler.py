@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from spendwatch.batch import BatchProcessingError
+from spendwatch.aws.batch import BatchProcessingError
 from spendwatch.devtools.fake_slack import FakeSlack
 from spendwatch.devtools.pipeline import FakeLambdaContext, LocalPipeline
 

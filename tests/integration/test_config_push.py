@@ -11,7 +11,7 @@ from pathlib import Path
 import boto3
 import pytest
 
-from spendwatch.cli import main
+from spendwatch.cli.main import main
 from spendwatch.devtools.aws_local import free_port
 from spendwatch.devtools.fake_openai import HttpRequest, HttpResponse, LoopbackService
 from spendwatch.devtools.pipeline import LocalPipeline

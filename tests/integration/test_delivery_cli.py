@@ -11,12 +11,12 @@ import boto3
 import pytest
 import requests
 
-from spendwatch.cli import main
+from spendwatch.cli.main import main
+from spendwatch.core.money import dumps_exact
+from spendwatch.core.snapshot import Snapshot
 from spendwatch.devtools.fake_openai import FakeOpenAI
 from spendwatch.devtools.fake_slack import FakeSlack
 from spendwatch.devtools.pipeline import LocalPipeline
-from spendwatch.money import dumps_exact
-from spendwatch.snapshot import Snapshot
 
 from .conftest import ADMIN_KEY
 

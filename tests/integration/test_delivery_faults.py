@@ -18,10 +18,8 @@ from typing import Any
 
 import pytest
 
-from spendwatch.devtools.fake_slack import FakeSlack, refused_url
-from spendwatch.errors import DeliveryError, DeliveryUnknownError
-from spendwatch.notices import notice_message
-from spendwatch.senders import (
+from spendwatch.alerter.notices import notice_message
+from spendwatch.channels.senders import (
     HttpSlackTransport,
     NotSentError,
     OutcomeUnknownError,
@@ -29,6 +27,8 @@ from spendwatch.senders import (
     SlackSender,
     post_once,
 )
+from spendwatch.core.errors import DeliveryError, DeliveryUnknownError
+from spendwatch.devtools.fake_slack import FakeSlack, refused_url
 
 MESSAGE = notice_message("spendwatch: fault test", ["one line"])
 TIMEOUT_S = 0.5

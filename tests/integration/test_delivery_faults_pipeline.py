@@ -20,11 +20,11 @@ import boto3
 import pytest
 from botocore.exceptions import ClientError
 
+from spendwatch.aws.store import AlertStateStore
 from spendwatch.devtools.fake_openai import FakeOpenAI
 from spendwatch.devtools.fake_slack import FakeSlack, refused_url
 from spendwatch.devtools.faults import FaultProxy
 from spendwatch.devtools.pipeline import FakeLambdaContext, LocalPipeline, clear_parameter_caches
-from spendwatch.store import AlertStateStore
 
 from .conftest import POLL_TIME, configure_webhook
 from .test_delivery_email import configure as configure_email

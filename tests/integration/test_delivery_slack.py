@@ -11,11 +11,11 @@ from typing import Any
 import boto3
 import pytest
 
+from spendwatch.aws.store import to_attribute_map
+from spendwatch.core.snapshot import Snapshot
 from spendwatch.devtools.fake_openai import FakeOpenAI
 from spendwatch.devtools.fake_slack import FakeSlack
 from spendwatch.devtools.pipeline import FakeLambdaContext, LocalPipeline
-from spendwatch.snapshot import Snapshot
-from spendwatch.store import to_attribute_map
 
 from .conftest import ADMIN_KEY, POLL_TIME, configure_webhook
 

@@ -14,13 +14,13 @@ import boto3
 import pytest
 import requests
 
-from spendwatch.alerting import DeliveryFailedError
+from spendwatch.alerter.process import DeliveryFailedError
+from spendwatch.aws.store import SnapshotStore
 from spendwatch.devtools.fake_openai import FakeOpenAI
 from spendwatch.devtools.fake_slack import SIM_SLACK_TOKEN, FakeSlack
 from spendwatch.devtools.pipeline import LocalPipeline
 from spendwatch.devtools.snapshot_series import SeriesOrg
-from spendwatch.digest_render import CHART_CID, NO_PICTURE
-from spendwatch.store import SnapshotStore
+from spendwatch.digest.render import CHART_CID, NO_PICTURE
 
 from .conftest import ADMIN_KEY, POLL_TIME
 
@@ -181,7 +181,7 @@ def test_digest_from_the_real_poller_and_stream(pipeline: LocalPipeline, openai:
 
 
 def test_store_reads_boundaries_polls_and_recorded_notifications(pipeline: LocalPipeline) -> None:
-    from spendwatch.store import AlertStateStore
+    from spendwatch.aws.store import AlertStateStore
 
     store = SnapshotStore(pipeline.tables["SnapshotsTable"])
     series = SeriesOrg()

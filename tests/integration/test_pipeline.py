@@ -8,11 +8,11 @@ from datetime import timedelta
 import boto3
 import pytest
 
+from spendwatch.core.errors import NothingCollectedError
 from spendwatch.devtools.fake_openai import FakeOpenAI
 from spendwatch.devtools.fake_slack import FakeSlack
 from spendwatch.devtools.pipeline import FakeLambdaContext, LocalPipeline
 from spendwatch.devtools.stream import snapshot_inserts
-from spendwatch.errors import NothingCollectedError
 
 from .conftest import ADMIN_KEY, POLL_TIME, budget_config, configure_webhook
 
@@ -191,8 +191,8 @@ def test_poller_reads_the_admin_key_from_ssm_once_across_invocations(
 def test_snapshot_store_history_reads_the_summaries_of_the_newest_polls(pipeline: LocalPipeline) -> None:
     from decimal import Decimal
 
-    from spendwatch.snapshot import DailyCost, Snapshot, SourceFailure
-    from spendwatch.store import SnapshotStore
+    from spendwatch.aws.store import SnapshotStore
+    from spendwatch.core.snapshot import DailyCost, Snapshot, SourceFailure
 
     store = SnapshotStore(pipeline.tables["SnapshotsTable"])
     for hour in range(70):

@@ -16,11 +16,11 @@ from typing import Any
 
 import pytest
 
+from spendwatch.core.money import format_usd
 from spendwatch.devtools.fake_openai import FakeOpenAI
 from spendwatch.devtools.simulated_org import ADMIN_KEY_ID, SimulatedOrg
-from spendwatch.money import format_usd
-from spendwatch.openai_api import ADMIN_KEY_REJECTED, SESSION_KEY_REJECTED
-from spendwatch.poll import SOURCE_ORDER
+from spendwatch.poller.collect import SOURCE_ORDER
+from spendwatch.poller.openai_api import ADMIN_KEY_REJECTED, SESSION_KEY_REJECTED
 
 ADMIN_KEY = "sk-admin-cli-test-key-000000000000"
 SESSION_KEY = "sess-cli-test-000000000"

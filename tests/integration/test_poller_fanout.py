@@ -16,7 +16,7 @@ from spendwatch.devtools.fake_openai import FakeOpenAI
 from spendwatch.devtools.pipeline import LocalPipeline
 from spendwatch.devtools.sqs_source import Handler, SqsEventSource
 from spendwatch.devtools.stream import snapshot_inserts
-from spendwatch.openai_api import ADMIN_KEY_REJECTED
+from spendwatch.poller.openai_api import ADMIN_KEY_REJECTED
 
 from .conftest import ADMIN_KEY, POLL_TIME
 from .test_poller_sources import stored

@@ -24,11 +24,13 @@ from typing import Any
 
 import pytest
 
-from spendwatch.config import parse_config
+from spendwatch.core.config import parse_config
+from spendwatch.core.snapshot import Snapshot
 from spendwatch.devtools.fake_openai import FakeOpenAI
 from spendwatch.devtools.pipeline import FakeLambdaContext, LocalPipeline
 from spendwatch.devtools.simulated_org import ADMIN_KEY_ID, SimulatedOrg
-from spendwatch.openai_api import (
+from spendwatch.poller.collect import PAGE_BUCKETS, POLL_GRACE_S, SOURCE_ORDER, collect_snapshot
+from spendwatch.poller.openai_api import (
     ADMIN_KEY_REJECTED,
     CHUNK_BYTES,
     KEY_CHECK_PATH,
@@ -38,8 +40,6 @@ from spendwatch.openai_api import (
     Deadline,
     OpenAIClient,
 )
-from spendwatch.poll import PAGE_BUCKETS, POLL_GRACE_S, SOURCE_ORDER, collect_snapshot
-from spendwatch.snapshot import Snapshot
 
 from .conftest import ADMIN_KEY, POLL_TIME
 from .test_poller_sources import SESSION_KEY, configure, failure, stored

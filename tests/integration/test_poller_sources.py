@@ -13,14 +13,14 @@ from typing import Any
 import boto3
 import pytest
 
+from spendwatch.aws.store import from_attribute_map
+from spendwatch.core.snapshot import Snapshot
 from spendwatch.devtools.fake_openai import FakeOpenAI, MalformedKind
 from spendwatch.devtools.pipeline import FakeLambdaContext, LocalPipeline
 from spendwatch.devtools.simulated_org import ADMIN_KEY_ID, SimulatedOrg
 from spendwatch.devtools.stream import snapshot_inserts
-from spendwatch.openai_api import SESSION_KEY_REJECTED
-from spendwatch.poll import SOURCE_ORDER, USAGE_SPECS
-from spendwatch.snapshot import Snapshot
-from spendwatch.store import from_attribute_map
+from spendwatch.poller.collect import SOURCE_ORDER, USAGE_SPECS
+from spendwatch.poller.openai_api import SESSION_KEY_REJECTED
 
 from .conftest import ADMIN_KEY, POLL_TIME
 

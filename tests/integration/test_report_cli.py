@@ -12,11 +12,11 @@ from pathlib import Path
 
 import pytest
 
+from spendwatch.aws.store import SnapshotStore
 from spendwatch.devtools.fake_openai import FakeOpenAI
 from spendwatch.devtools.pipeline import LocalPipeline
 from spendwatch.devtools.simulated_org import SimulatedOrg
 from spendwatch.devtools.snapshot_series import SeriesOrg
-from spendwatch.store import SnapshotStore
 
 ADMIN_KEY = "sk-admin-report-test-key-00000000"
 CONFIG = "organizations:\n  - {id: sim, name: Simulated Org, budget: {monthly_usd: 500}}\n"

@@ -12,12 +12,11 @@ from typing import Any
 
 import boto3
 
-from spendwatch.alerter_app import AlerterApp
-from spendwatch.config import parse_config
-from spendwatch.devtools.pipeline import LocalPipeline
-from spendwatch.poll import attribute_size
-from spendwatch.render import Message
-from spendwatch.snapshot import (
+from spendwatch.alerter.app import AlerterApp
+from spendwatch.alerter.render import Message
+from spendwatch.aws.store import AlertStateStore, SnapshotStore, from_attribute_map, to_attribute_map
+from spendwatch.core.config import parse_config
+from spendwatch.core.snapshot import (
     HISTORY_KIND,
     HISTORY_SOURCES,
     DailyCost,
@@ -27,7 +26,8 @@ from spendwatch.snapshot import (
     history_sk,
     snapshot_sk,
 )
-from spendwatch.store import AlertStateStore, SnapshotStore, from_attribute_map, to_attribute_map
+from spendwatch.devtools.pipeline import LocalPipeline
+from spendwatch.poller.collect import attribute_size
 
 NOW = datetime(2026, 12, 2, 5, tzinfo=UTC)
 BOTH_MONTHS = ("costs", "costs_previous_month", "projects")

@@ -12,7 +12,7 @@ from typing import Any
 import boto3
 import pytest
 
-from spendwatch.cli import main
+from spendwatch.cli.main import main
 from spendwatch.devtools.fake_openai import FakeOpenAI
 from spendwatch.devtools.fake_slack import FakeSlack
 from spendwatch.devtools.lambda_local import LocalLambda

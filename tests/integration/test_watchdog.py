@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from spendwatch.alerting import DeliveryFailedError
+from spendwatch.alerter.process import DeliveryFailedError
 from spendwatch.devtools.fake_openai import FakeOpenAI
 from spendwatch.devtools.fake_slack import FakeSlack
 from spendwatch.devtools.pipeline import FakeLambdaContext, LocalPipeline

@@ -11,14 +11,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from spendwatch.alerting import Outcome, policy_for, process_snapshot, superseding
-from spendwatch.alerts import AlertState
-from spendwatch.config import ChannelConfig, SpendwatchConfig, parse_config
-from spendwatch.decide import Reason
-from spendwatch.errors import DeliveryError, DeliveryUnknownError
-from spendwatch.render import EmailContent, Message
-from spendwatch.snapshot import CreditGrant, DailyCost, Snapshot, SourceFailure, SpendLimit
-from spendwatch.store import ClaimLostError
+from spendwatch.alerter.decide import Reason
+from spendwatch.alerter.process import Outcome, policy_for, process_snapshot, superseding
+from spendwatch.alerter.render import EmailContent, Message
+from spendwatch.aws.store import ClaimLostError
+from spendwatch.core.alerts import AlertState
+from spendwatch.core.config import ChannelConfig, SpendwatchConfig, parse_config
+from spendwatch.core.errors import DeliveryError, DeliveryUnknownError
+from spendwatch.core.snapshot import CreditGrant, DailyCost, Snapshot, SourceFailure, SpendLimit
 
 WHEN = datetime(2026, 11, 21, 23, tzinfo=UTC)
 

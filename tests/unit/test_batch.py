@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from spendwatch.batch import (
+from spendwatch.aws.batch import (
     DYNAMODB_STREAMS,
     SQS,
     BatchProcessingError,
@@ -102,7 +102,7 @@ def test_batch_import_loads_no_powertools_batch_and_no_asyncio() -> None:
     """What it replaces cost a cold start asyncio, every event data class and, after pydantic, every
     Powertools parser model."""
     code = (
-        "import pydantic, sys; import spendwatch.batch; "
+        "import pydantic, sys; import spendwatch.aws.batch; "
         "print(sorted(m for m in sys.modules if m.startswith(('asyncio', 'aws_lambda_powertools'))))"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

@@ -9,7 +9,9 @@ from decimal import Decimal
 
 import pytest
 
-from spendwatch.chart import (
+from spendwatch.core.config import parse_config
+from spendwatch.devtools.snapshot_series import SeriesOrg
+from spendwatch.views.chart import (
     DailySpendChart,
     MonthlyChart,
     MonthTotal,
@@ -19,10 +21,8 @@ from spendwatch.chart import (
     nice_ceiling,
     render_svg,
 )
-from spendwatch.config import parse_config
-from spendwatch.devtools.snapshot_series import SeriesOrg
-from spendwatch.figures import daily_spend_chart, monthly_chart
-from spendwatch.history import MemoryHistory
+from spendwatch.views.figures import daily_spend_chart, monthly_chart
+from spendwatch.views.history import MemoryHistory
 
 DAYS = tuple(date(2026, 11, 1) + timedelta(days=i) for i in range(30))
 ORG = parse_config("organizations: [{id: sim, name: Sim, budget: {monthly_usd: 300}}]\n", "test").organizations[0]
@@ -80,7 +80,7 @@ def test_chart_axis_is_rounded_to_nice_steps(value: Decimal, top: Decimal, step:
 
 def test_chart_png_is_a_small_png_of_the_same_layout() -> None:
     pytest.importorskip("PIL", reason="Pillow is a dev dependency and ships in the digest function")
-    from spendwatch.chart_png import render_png
+    from spendwatch.views.chart_png import render_png
 
     values = {d: (Decimal(6), Decimal(3)) for d in DAYS[:20]}
     png = render_png(layout_daily(chart(values, {d: Decimal(9) for d in DAYS[20:]})))

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 import spendwatch
-from spendwatch.cli import main
+from spendwatch.cli.main import main
 
 AWS_VARIABLES = ("AWS_PROFILE", "AWS_DEFAULT_REGION", "AWS_REGION", "AWS_ENDPOINT_URL", "SNAPSHOTS_TABLE")
 
@@ -103,7 +103,7 @@ def test_cli_unexpected_error_is_one_line_and_the_traceback_only_on_request(
     def crash(_: object) -> int:
         raise RuntimeError("boom\nsecond line")
 
-    monkeypatch.setattr("spendwatch.cli.cmd_config_schema", crash)
+    monkeypatch.setattr("spendwatch.cli.main.cmd_config_schema", crash)
     assert main(["config", "schema"]) == 1
     _, err = capsys.readouterr()
     assert err.splitlines() == [

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from spendwatch.config import config_from_environment, load_config_file, parse_config, resolve_local_config
-from spendwatch.errors import ConfigError
+from spendwatch.core.config import config_from_environment, load_config_file, parse_config, resolve_local_config
+from spendwatch.core.errors import ConfigError
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -139,7 +139,7 @@ def test_config_org_id_slack_is_reserved() -> None:
 
 
 def test_config_canonical_json_round_trips_to_the_same_config() -> None:
-    from spendwatch.config import canonical_config_text, load_document, validate_config
+    from spendwatch.core.config import canonical_config_text, load_document, validate_config
 
     text = (REPO / "config" / "spendwatch.yaml").read_text(encoding="utf-8") + (
         "silences:\n  - {org: default, rule: spike, until: 2026-12-01T00:00:00Z}\n"
@@ -151,7 +151,7 @@ def test_config_canonical_json_round_trips_to_the_same_config() -> None:
 
 
 def test_config_canonical_json_keeps_exact_decimals() -> None:
-    from spendwatch.config import canonical_config_text, load_document
+    from spendwatch.core.config import canonical_config_text, load_document
 
     canonical = canonical_config_text(load_document(VALID, "t.yaml"))
     assert '"monthly_usd":250.10' in canonical
@@ -174,7 +174,7 @@ def test_config_json_is_read_without_importing_yaml() -> None:
     import sys
 
     code = (
-        "import sys; from spendwatch.config import parse_config; "
+        "import sys; from spendwatch.core.config import parse_config; "
         'parse_config(\'{"organizations": [{"id": "a", "name": "A"}]}\', \'ssm\'); '
         "print('yaml' in sys.modules)"
     )
@@ -183,7 +183,7 @@ def test_config_json_is_read_without_importing_yaml() -> None:
 
 
 def test_config_canonical_json_keeps_a_grant_day_written_as_a_midnight_time() -> None:
-    from spendwatch.config import canonical_config_text, load_document
+    from spendwatch.core.config import canonical_config_text, load_document
 
     text = (
         "organizations:\n"

@@ -8,8 +8,8 @@ from pathlib import Path
 import jsonschema
 import pytest
 
-from spendwatch.cli import main
-from spendwatch.config import canonical_config_text, load_document
+from spendwatch.cli.main import main
+from spendwatch.core.config import canonical_config_text, load_document
 
 REPO = Path(__file__).resolve().parents[2]
 GOOD = """\

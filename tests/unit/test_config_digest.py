@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from spendwatch.config import canonical_config_text, load_document, parse_config
-from spendwatch.errors import ConfigError
+from spendwatch.core.config import canonical_config_text, load_document, parse_config
+from spendwatch.core.errors import ConfigError
 
 BASE = """
 organizations:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from spendwatch.config import (
+from spendwatch.core.config import (
     config_from_environment,
     load_config_file,
     local_problems,
@@ -17,8 +17,8 @@ from spendwatch.config import (
     resolve_local_config,
     webhook_url_problem,
 )
-from spendwatch.config_input import MAX_CONFIG_BYTES
-from spendwatch.errors import ConfigError
+from spendwatch.core.config_input import MAX_CONFIG_BYTES
+from spendwatch.core.errors import ConfigError
 
 BASE = """\
 organizations:
@@ -34,7 +34,7 @@ channels:
 @pytest.fixture(autouse=True, params=["libyaml", "pure-python"])
 def yaml_parser(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
     """Every case with libyaml's parser (when PyYAML has it) and with PyYAML's own."""
-    from spendwatch import config_yaml
+    from spendwatch.core import config_yaml
 
     if request.param == "pure-python":
         monkeypatch.setattr(config_yaml, "_LOADER", config_yaml._PureLoader)

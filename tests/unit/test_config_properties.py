@@ -15,8 +15,9 @@ from boto3.dynamodb.types import TypeSerializer
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from spendwatch import config_yaml
-from spendwatch.config import (
+from spendwatch.alerter.rules import ladder
+from spendwatch.core import config_yaml
+from spendwatch.core.config import (
     SpendwatchConfig,
     canonical_config_text,
     load_document,
@@ -24,11 +25,10 @@ from spendwatch.config import (
     parse_config_bytes,
     validate_config,
 )
-from spendwatch.config_input import MAX_CONFIG_BYTES
-from spendwatch.dynamodb_numbers import dynamodb_number
-from spendwatch.errors import ConfigError
-from spendwatch.money import percent_of
-from spendwatch.rules import ladder
+from spendwatch.core.config_input import MAX_CONFIG_BYTES
+from spendwatch.core.errors import ConfigError
+from spendwatch.core.money import percent_of
+from spendwatch.core.numbers import dynamodb_number
 
 SETTINGS = settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 FEW = settings(SETTINGS, max_examples=25)
@@ -369,7 +369,7 @@ def test_config_every_stored_number_derived_from_a_valid_config_fits_dynamodb(or
     stored: list[Decimal | int] = [rung.level for rung in ladder(org_config.budget)]  # alert state's notified_level
     stored += [*rules.forecast.thresholds_percent, rules.hard_limit.percent, rules.spike.factor]  # levels too
     if org_config.hard_limit_usd is not None:
-        from spendwatch.poll import usd_to_cents
+        from spendwatch.poller.collect import usd_to_cents
 
         stored.append(usd_to_cents(org_config.hard_limit_usd))  # the snapshot's spend limit, in cents
     amounts = [g.amount_usd for g in org_config.credit_grants]

@@ -12,10 +12,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from spendwatch import config as config_module
-from spendwatch.config import SpendwatchConfig
-from spendwatch.errors import ConfigError
-from spendwatch.runtime import SsmConfigSource
+from spendwatch.aws.runtime import SsmConfigSource
+from spendwatch.core import config as config_module
+from spendwatch.core.config import SpendwatchConfig
+from spendwatch.core.errors import ConfigError
 
 VALID = '{"organizations":[{"id":"acme","name":"Acme"}]}'
 OTHER = '{"organizations":[{"id":"beta","name":"Beta"}]}'
@@ -50,7 +50,7 @@ def test_config_source_keeps_the_last_valid_config_when_the_parser_itself_fails(
         raise RecursionError("maximum recursion depth exceeded")
 
     parameter.value = OTHER
-    monkeypatch.setattr("spendwatch.runtime.parse_config", broken)
+    monkeypatch.setattr("spendwatch.aws.runtime.parse_config", broken)
     with caplog.at_level(logging.ERROR):
         assert source.get().organizations[0].id == "acme"
         assert source.get().organizations[0].id == "acme"
@@ -97,7 +97,7 @@ def test_config_source_parses_a_parameter_once_however_many_records_read_it(monk
         calls.append(text)
         return real(text, source)
 
-    monkeypatch.setattr("spendwatch.runtime.parse_config", counting)
+    monkeypatch.setattr("spendwatch.aws.runtime.parse_config", counting)
     source = SsmConfigSource("/spendwatch/config", bundled_path=None)
     for _ in range(5):
         with pytest.raises(ConfigError):
@@ -134,7 +134,7 @@ def test_config_source_never_fails_once_it_has_seen_a_valid_config(events: list[
                 raise LookupError("injected parser bug")
             return real(text, source)
 
-        monkeypatch.setattr("spendwatch.runtime.parse_config", parse)
+        monkeypatch.setattr("spendwatch.aws.runtime.parse_config", parse)
         source = SsmConfigSource("/spendwatch/config", max_age_s=0, bundled_path=None)
         expected = source.get()
         for value in events:

@@ -8,9 +8,9 @@ from decimal import Decimal
 
 import pytest
 
-from spendwatch.alerts import AlertState
-from spendwatch.decide import Action, Decision, NotifyPolicy, Reason, effective_level, should_notify
-from spendwatch.rules import Observation
+from spendwatch.alerter.decide import Action, Decision, NotifyPolicy, Reason, effective_level, should_notify
+from spendwatch.alerter.rules import Observation
+from spendwatch.core.alerts import AlertState
 
 NOW = datetime(2026, 11, 21, 12, tzinfo=UTC)
 HOUR = timedelta(hours=1)

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from spendwatch.errors import DeliveryError, DeliveryUnknownError
-from spendwatch.remedies import DELIVERY_FIXES
-from spendwatch.render import Message
-from spendwatch.senders import KNOWN_REASONS, HttpSlackTransport, SlackCredentials, SlackSender
+from spendwatch.alerter.render import Message
+from spendwatch.channels.senders import KNOWN_REASONS, HttpSlackTransport, SlackCredentials, SlackSender
+from spendwatch.core.errors import DeliveryError, DeliveryUnknownError
+from spendwatch.core.remedies import DELIVERY_FIXES
 
 MESSAGE = Message(title="t", lines=("l",), text="t\nl", blocks=())
 
@@ -76,7 +76,7 @@ def test_slack_sender_webhook_url_fixed_in_ssm_is_used_after_one_reread() -> Non
     sent: list[str | None] = []
 
     def transport(creds: SlackCredentials, channel: str | None, message: Message, timeout: float) -> object:
-        from spendwatch.senders import SlackReply
+        from spendwatch.channels.senders import SlackReply
 
         sent.append(creds.webhook_url)
         return SlackReply(200, None)

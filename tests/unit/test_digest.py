@@ -7,12 +7,12 @@ from decimal import Decimal
 
 import pytest
 
-from spendwatch.config import DigestConfig, OrganizationConfig, parse_config
+from spendwatch.core.config import DigestConfig, OrganizationConfig, parse_config
+from spendwatch.core.snapshot import Snapshot
 from spendwatch.devtools.snapshot_series import ITEMS, PROJECTS, SeriesOrg
-from spendwatch.digest import build_digest, due_period, log_key
-from spendwatch.figures import Period, change_percent, format_count
-from spendwatch.history import MemoryHistory
-from spendwatch.snapshot import Snapshot
+from spendwatch.digest.compose import build_digest, due_period, log_key
+from spendwatch.views.figures import Period, change_percent, format_count
+from spendwatch.views.history import MemoryHistory
 
 NOW = datetime(2026, 11, 21, 9, 5, tzinfo=UTC)
 CENT = Decimal("0.01")

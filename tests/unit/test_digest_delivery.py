@@ -8,10 +8,10 @@ from typing import Any
 
 import pytest
 
-from spendwatch.digest_delivery import CHANNEL_ID, DigestSlackTransport, InlineImageSes, mime_message
-from spendwatch.digest_render import DigestMessage
-from spendwatch.render import Message
-from spendwatch.senders import EmailSender, SlackCredentials, SlackReply
+from spendwatch.alerter.render import Message
+from spendwatch.channels.senders import EmailSender, SlackCredentials, SlackReply
+from spendwatch.digest.delivery import CHANNEL_ID, DigestSlackTransport, InlineImageSes, mime_message
+from spendwatch.digest.render import DigestMessage
 
 PNG = b"\x89PNG\r\n\x1a\nchart"
 
@@ -91,7 +91,7 @@ def test_slack_transport_posts_without_picture_through_a_webhook(monkeypatch: py
         seen.append(message)
         return SlackReply(200, None)
 
-    monkeypatch.setattr("spendwatch.senders.HttpSlackTransport.__call__", plain_post)
+    monkeypatch.setattr("spendwatch.channels.senders.HttpSlackTransport.__call__", plain_post)
     message = DigestMessage(
         title="t",
         lines=(),

@@ -7,10 +7,11 @@ from datetime import UTC, datetime
 
 import pytest
 
-from spendwatch.config import OrganizationConfig, parse_config
+from spendwatch.alerter.render import SECTION_LIMIT
+from spendwatch.core.config import OrganizationConfig, parse_config
 from spendwatch.devtools.snapshot_series import SeriesOrg
-from spendwatch.digest import Digest, build_digest, due_period
-from spendwatch.digest_render import (
+from spendwatch.digest.compose import Digest, build_digest, due_period
+from spendwatch.digest.render import (
     CHART_CID,
     NO_PICTURE,
     DigestMessage,
@@ -19,8 +20,7 @@ from spendwatch.digest_render import (
     slack_blocks,
     slack_message,
 )
-from spendwatch.history import MemoryHistory
-from spendwatch.render import SECTION_LIMIT
+from spendwatch.views.history import MemoryHistory
 
 NOW = datetime(2026, 11, 21, 9, 5, tzinfo=UTC)
 HOSTILE = "Acme <!channel> & <https://evil.example|click>"

@@ -10,7 +10,7 @@ from typing import Any, NamedTuple
 import pytest
 import requests
 
-from spendwatch.errors import (
+from spendwatch.core.errors import (
     AuthError,
     MalformedReplyError,
     RateLimitedError,
@@ -18,7 +18,7 @@ from spendwatch.errors import (
     TooLargeError,
     UnavailableError,
 )
-from spendwatch.openai_api import (
+from spendwatch.poller.openai_api import (
     CHUNK_BYTES,
     LEGACY,
     MAX_JSON_DEPTH,

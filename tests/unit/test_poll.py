@@ -6,10 +6,10 @@ from typing import Any
 
 import pytest
 
-from spendwatch.config import parse_config
-from spendwatch.errors import MalformedReplyError
-from spendwatch.openai_api import NotFoundError
-from spendwatch.poll import collect_daily_costs, collect_snapshot
+from spendwatch.core.config import parse_config
+from spendwatch.core.errors import MalformedReplyError
+from spendwatch.poller.collect import collect_daily_costs, collect_snapshot
+from spendwatch.poller.openai_api import NotFoundError
 
 WHEN = datetime(2026, 11, 21, 23, tzinfo=UTC)
 ORG = parse_config("organizations: [{id: acme, name: Acme}]", "t").organizations[0]

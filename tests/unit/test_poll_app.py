@@ -12,13 +12,13 @@ from typing import Any, cast
 
 import pytest
 
-from spendwatch.batch import BatchProcessingError
-from spendwatch.config import OrganizationConfig, SpendwatchConfig, parse_config
-from spendwatch.errors import EnvironmentConfigError, NothingCollectedError, SpendwatchError
-from spendwatch.openai_api import ADMIN_KEY_REJECTED, KeyProblemError, OpenAIClient
-from spendwatch.poller_app import PollerApp, PollerSettings, PollRequest, is_scheduled_event, is_sqs_batch
-from spendwatch.secrets import EnvSecrets
-from spendwatch.snapshot import Snapshot
+from spendwatch.aws.batch import BatchProcessingError
+from spendwatch.aws.secrets import EnvSecrets
+from spendwatch.core.config import OrganizationConfig, SpendwatchConfig, parse_config
+from spendwatch.core.errors import EnvironmentConfigError, NothingCollectedError, SpendwatchError
+from spendwatch.core.snapshot import Snapshot
+from spendwatch.poller.app import PollerApp, PollerSettings, PollRequest, is_scheduled_event, is_sqs_batch
+from spendwatch.poller.openai_api import ADMIN_KEY_REJECTED, KeyProblemError, OpenAIClient
 
 from .test_poll_collect import RoutedClient, full_routes
 
@@ -333,8 +333,8 @@ def test_poll_app_source_that_only_skipped_rows_is_not_reported_as_failed(caplog
 
 
 def test_poll_cli_summary_lists_skipped_rows_apart_from_failures() -> None:
-    from spendwatch.cli import _poll_summary
-    from spendwatch.snapshot import SourceFailure
+    from spendwatch.cli.main import _poll_summary
+    from spendwatch.core.snapshot import SourceFailure
 
     from .test_poll_collect import collect
 

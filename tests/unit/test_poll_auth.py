@@ -14,10 +14,13 @@ from typing import Any
 import pytest
 import requests
 
-from spendwatch.config import parse_config
-from spendwatch.decide import Reason
-from spendwatch.errors import AuthError
-from spendwatch.openai_api import (
+from spendwatch.alerter.decide import Reason
+from spendwatch.alerter.render import Alert, describe
+from spendwatch.alerter.rules import Observation
+from spendwatch.core.config import parse_config
+from spendwatch.core.errors import AuthError
+from spendwatch.poller.collect import SOURCE_ORDER, USAGE_SPECS, collect_snapshot
+from spendwatch.poller.openai_api import (
     ADMIN_KEY_MISSING_SCOPE,
     ADMIN_KEY_REJECTED,
     KEY_CHECK_PATH,
@@ -27,9 +30,6 @@ from spendwatch.openai_api import (
     missing_scope_condition,
     missing_scopes,
 )
-from spendwatch.poll import SOURCE_ORDER, USAGE_SPECS, collect_snapshot
-from spendwatch.render import Alert, describe
-from spendwatch.rules import Observation
 
 from .test_openai_client import ADMIN_KEY, OK_PAGE, Reply, response
 

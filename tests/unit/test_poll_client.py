@@ -12,9 +12,10 @@ from typing import Any
 import pytest
 import requests
 
-from spendwatch.config import parse_config
-from spendwatch.errors import AuthError, DeadlineError, MalformedReplyError, UnavailableError
-from spendwatch.openai_api import (
+from spendwatch.aws.secrets import EnvSecrets, SecretUnavailableError
+from spendwatch.core.config import parse_config
+from spendwatch.core.errors import AuthError, DeadlineError, MalformedReplyError, UnavailableError
+from spendwatch.poller.openai_api import (
     ADMIN_KEY_MISSING,
     ADMIN_KEY_MISSING_SCOPE,
     ADMIN_KEY_REJECTED,
@@ -26,7 +27,6 @@ from spendwatch.openai_api import (
     OpenAIClient,
     http_session,
 )
-from spendwatch.secrets import EnvSecrets, SecretUnavailableError
 
 from .test_openai_client import ADMIN_KEY, OK_PAGE, FakeSession, Reply, client, response
 
@@ -280,7 +280,7 @@ def test_poll_client_unreadable_admin_key_is_unavailable_not_missing(code: str) 
 
 
 def test_collect_snapshot_with_an_unreadable_admin_key_reports_unavailable_without_a_key_condition() -> None:
-    from spendwatch.poll import collect_snapshot
+    from spendwatch.poller.collect import collect_snapshot
 
     org = parse_config(ACME, "t").organizations[0]
     c = OpenAIClient.for_org(org, UnreadableSecrets(), base_url="http://openai.invalid/v1")

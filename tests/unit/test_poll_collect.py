@@ -11,18 +11,11 @@ from typing import Any
 
 import pytest
 
-from spendwatch.config import OrganizationConfig, parse_config
-from spendwatch.errors import MalformedReplyError, SourceError, UnavailableError
-from spendwatch.openai_api import (
-    ADMIN,
-    ADMIN_KEY_MISSING_SCOPE,
-    ADMIN_KEY_REJECTED,
-    SESSION_KEY_REJECTED,
-    Endpoint,
-    KeyProblemError,
-    NotFoundError,
-)
-from spendwatch.poll import (
+from spendwatch.aws.store import to_attribute_map
+from spendwatch.core.config import OrganizationConfig, parse_config
+from spendwatch.core.errors import MalformedReplyError, SourceError, UnavailableError
+from spendwatch.core.snapshot import Snapshot, UsageSummary
+from spendwatch.poller.collect import (
     OTHER_KEY,
     SOURCE_ORDER,
     TRIMMED_CONDITION,
@@ -31,8 +24,15 @@ from spendwatch.poll import (
     fit_item_size,
     item_size_bytes,
 )
-from spendwatch.snapshot import Snapshot, UsageSummary
-from spendwatch.store import to_attribute_map
+from spendwatch.poller.openai_api import (
+    ADMIN,
+    ADMIN_KEY_MISSING_SCOPE,
+    ADMIN_KEY_REJECTED,
+    SESSION_KEY_REJECTED,
+    Endpoint,
+    KeyProblemError,
+    NotFoundError,
+)
 
 POLL = datetime(2026, 11, 21, 23, tzinfo=UTC)
 DAY = 86400
@@ -345,7 +345,7 @@ def test_item_size_estimate_tracks_the_json_size() -> None:
     snapshot = collect(RoutedClient(full_routes()))
     import json
 
-    from spendwatch.money import DecimalJSONEncoder
+    from spendwatch.core.money import DecimalJSONEncoder
 
     as_json = len(json.dumps(snapshot.to_item(expires_at=1), cls=DecimalJSONEncoder))
     assert 0.5 * as_json < item_size_bytes(snapshot) < 1.2 * as_json

@@ -11,9 +11,9 @@ from typing import Any
 
 import pytest
 
-from spendwatch.errors import DeadlineError
-from spendwatch.openai_api import WRITE_RESERVE_S, Deadline
-from spendwatch.poll import POLL_GRACE_S, SOURCE_ORDER
+from spendwatch.core.errors import DeadlineError
+from spendwatch.poller.collect import POLL_GRACE_S, SOURCE_ORDER
+from spendwatch.poller.openai_api import WRITE_RESERVE_S, Deadline
 
 from .test_poll_collect import RoutedClient, collect, full_routes
 

@@ -14,10 +14,10 @@ from typing import Any
 import pytest
 from boto3.dynamodb.types import TypeSerializer
 
-from spendwatch.errors import MalformedReplyError
-from spendwatch.money import loads_exact
-from spendwatch.openai_api import dynamodb_number, require_int, require_number
-from spendwatch.poll import (
+from spendwatch.core.errors import MalformedReplyError
+from spendwatch.core.money import loads_exact
+from spendwatch.core.snapshot import CostShare
+from spendwatch.poller.collect import (
     NONE_KEY,
     OTHER_KEY,
     USAGE_BY_NAME,
@@ -36,7 +36,7 @@ from spendwatch.poll import (
     parse_usage,
     usd_to_cents,
 )
-from spendwatch.snapshot import CostShare
+from spendwatch.poller.openai_api import dynamodb_number, require_int, require_number
 
 DAY = 86400
 AUG_18 = 1787011200  # 2026-08-18T00:00:00Z

@@ -25,12 +25,12 @@ import requests
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from spendwatch.config import parse_config
+from spendwatch.core.config import parse_config
+from spendwatch.core.errors import SourceError
+from spendwatch.core.money import loads_exact
+from spendwatch.core.snapshot import Snapshot
 from spendwatch.devtools.fake_openai import dumps_exact
-from spendwatch.errors import SourceError
-from spendwatch.money import loads_exact
-from spendwatch.openai_api import Deadline, OpenAIClient
-from spendwatch.poll import (
+from spendwatch.poller.collect import (
     NONE_KEY,
     SKIPPED_ROWS,
     SOURCE_ORDER,
@@ -48,7 +48,7 @@ from spendwatch.poll import (
     parse_subscription,
     parse_usage,
 )
-from spendwatch.snapshot import Snapshot
+from spendwatch.poller.openai_api import Deadline, OpenAIClient
 
 from . import openai_schemas as schema
 from .test_openai_client import Reply

@@ -14,10 +14,8 @@ from aws_lambda_powertools.utilities.parameters.exceptions import GetParameterEr
 from botocore.exceptions import ReadTimeoutError
 from botocore.stub import Stubber
 
-from spendwatch import secrets as secrets_module
-from spendwatch.config import SecretRef
-from spendwatch.errors import SecretNotFoundError
-from spendwatch.secrets import (
+from spendwatch.aws import secrets as secrets_module
+from spendwatch.aws.secrets import (
     SSM_CONNECT_TIMEOUT_S,
     SSM_MAX_ATTEMPTS,
     SSM_READ_TIMEOUT_S,
@@ -25,6 +23,8 @@ from spendwatch.secrets import (
     SsmSecrets,
     require,
 )
+from spendwatch.core.config import SecretRef
+from spendwatch.core.errors import SecretNotFoundError
 
 REF = SecretRef(parameter="/spendwatch/acme/openai-admin-key", env="OPENAI_ADMIN_KEY")
 KEY = "sk-admin-value-that-must-never-appear-0000"

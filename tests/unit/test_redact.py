@@ -16,9 +16,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from spendwatch.config import SecretRef
-from spendwatch.errors import ConfigError, DeliveryError, SourceError, SpendwatchError
-from spendwatch.redact import (
+from spendwatch.aws.secrets import EnvSecrets
+from spendwatch.core.config import SecretRef
+from spendwatch.core.errors import ConfigError, DeliveryError, SourceError, SpendwatchError
+from spendwatch.core.redact import (
     REDACTED,
     REGISTRY,
     ScrubbingStream,
@@ -29,8 +30,7 @@ from spendwatch.redact import (
     scrub,
     scrub_data,
 )
-from spendwatch.secrets import EnvSecrets
-from spendwatch.snapshot import Snapshot, SourceFailure
+from spendwatch.core.snapshot import Snapshot, SourceFailure
 
 CANARY = "sk-admin-canary-Zq8/wT+v=x&y<z>é-000000000001"
 """A key-shaped canary that needs every kind of escaping: `/`, `+`, `=`, `&`, `<`, `>` and a non-ASCII letter."""
@@ -153,7 +153,7 @@ def test_snapshot_failure_details_and_names_are_scrubbed_when_stored_and_printed
 
 
 def test_logger_lines_never_carry_a_registered_secret(capsys: pytest.CaptureFixture[str]) -> None:
-    from spendwatch.observability import logger
+    from spendwatch.core.observability import logger
 
     logger.warning("source failed", detail=f"echoed {CANARY}", url=WEBHOOK)
     try:
@@ -166,7 +166,7 @@ def test_logger_lines_never_carry_a_registered_secret(capsys: pytest.CaptureFixt
 
 
 def test_root_handlers_scrub_other_libraries_records() -> None:
-    from spendwatch.observability import redact_root_handlers
+    from spendwatch.core.observability import redact_root_handlers
 
     stream = io.StringIO()
     handler = logging.StreamHandler(stream)
@@ -191,8 +191,8 @@ def test_scrubbing_stream_finds_a_secret_split_across_writes() -> None:
 
 
 def test_senders_never_carry_a_registered_secret_to_the_receiver() -> None:
-    from spendwatch.notices import notice_message
-    from spendwatch.senders import EmailSender, SlackCredentials, SlackReply, SlackSender
+    from spendwatch.alerter.notices import notice_message
+    from spendwatch.channels.senders import EmailSender, SlackCredentials, SlackReply, SlackSender
 
     sent: list[object] = []
 

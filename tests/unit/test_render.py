@@ -6,9 +6,8 @@ from decimal import Decimal
 
 import pytest
 
-from spendwatch.config import parse_config
-from spendwatch.decide import Reason
-from spendwatch.render import (
+from spendwatch.alerter.decide import Reason
+from spendwatch.alerter.render import (
     BLOCK_TEXT_BUDGET,
     FIELD_LIMIT,
     MAX_BLOCKS,
@@ -22,8 +21,9 @@ from spendwatch.render import (
     sparkline,
     visible_alerts,
 )
-from spendwatch.rules import Observation
-from spendwatch.snapshot import CostShare, CreditSummary, DailyCost, Snapshot, SpendLimit
+from spendwatch.alerter.rules import Observation
+from spendwatch.core.config import parse_config
+from spendwatch.core.snapshot import CostShare, CreditSummary, DailyCost, Snapshot, SpendLimit
 
 WHEN = datetime(2026, 11, 21, 23, tzinfo=UTC)
 

@@ -8,8 +8,7 @@ from typing import Any
 
 import pytest
 
-from spendwatch.config import OrganizationConfig, parse_config
-from spendwatch.rules import (
+from spendwatch.alerter.rules import (
     Observation,
     budget_actual,
     budget_forecast,
@@ -24,7 +23,8 @@ from spendwatch.rules import (
     prior_snapshots,
     spend_spike,
 )
-from spendwatch.snapshot import (
+from spendwatch.core.config import OrganizationConfig, parse_config
+from spendwatch.core.snapshot import (
     CostShare,
     CreditGrant,
     CreditSummary,

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from spendwatch.config import SpendwatchConfig, load_config_file, parse_config
-from spendwatch.errors import ConfigError
+from spendwatch.core.config import SpendwatchConfig, load_config_file, parse_config
+from spendwatch.core.errors import ConfigError
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -9,9 +9,9 @@ from typing import Any
 
 import pytest
 
-from spendwatch.cli import main
-from spendwatch.errors import ConfigError
-from spendwatch.runtime import BUNDLED_CONFIG_PATH, SsmConfigSource, load_bundled_config, parse_stored_config
+from spendwatch.aws.runtime import BUNDLED_CONFIG_PATH, SsmConfigSource, load_bundled_config, parse_stored_config
+from spendwatch.cli.main import main
+from spendwatch.core.errors import ConfigError
 
 JSON_CONFIG = '{"organizations":[{"id":"acme","name":"Acme"}]}'
 YAML_CONFIG = "organizations:\n  - {id: acme, name: Acme}\n"
@@ -21,7 +21,7 @@ YAML_CONFIG = "organizations:\n  - {id: acme, name: Acme}\n"
 def without_yaml(monkeypatch: pytest.MonkeyPatch) -> None:
     """This interpreter as the layer has it: `import yaml` fails."""
     monkeypatch.setitem(sys.modules, "yaml", None)
-    monkeypatch.delitem(sys.modules, "spendwatch.config_yaml", raising=False)
+    monkeypatch.delitem(sys.modules, "spendwatch.core.config_yaml", raising=False)
 
 
 class FakeParameters:
@@ -91,9 +91,13 @@ def test_bundled_config_absent_is_none(tmp_path: Path) -> None:
     assert load_bundled_config(tmp_path / "bundled_config.json") is None
 
 
-def test_bundled_config_path_is_the_json_file_beside_the_runtime_module() -> None:
+def test_bundled_config_path_is_the_json_file_config_bundle_writes() -> None:
+    import spendwatch
+    from spendwatch.cli.main import BUNDLED_CONFIG_FILE
+
     assert BUNDLED_CONFIG_PATH.name == "bundled_config.json"
-    assert BUNDLED_CONFIG_PATH.parent == Path(sys.modules["spendwatch.runtime"].__file__ or "").parent
+    assert BUNDLED_CONFIG_PATH.parent == Path(spendwatch.__file__).parent
+    assert BUNDLED_CONFIG_PATH.parts[-3:] == BUNDLED_CONFIG_FILE.parts[-3:]
 
 
 def test_config_bundle_writes_what_the_functions_read(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

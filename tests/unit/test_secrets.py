@@ -6,10 +6,10 @@ from typing import Any
 import pytest
 from aws_lambda_powertools.utilities import parameters
 
-from spendwatch import secrets as secrets_module
-from spendwatch.config import SecretRef
-from spendwatch.errors import SecretNotFoundError
-from spendwatch.secrets import EnvSecrets, SsmSecrets, require
+from spendwatch.aws import secrets as secrets_module
+from spendwatch.aws.secrets import EnvSecrets, SsmSecrets, require
+from spendwatch.core.config import SecretRef
+from spendwatch.core.errors import SecretNotFoundError
 
 REF = SecretRef(parameter="/spendwatch/acme/openai-session-key", env="OPENAI_SESSION_KEY")
 

@@ -11,11 +11,9 @@ from typing import Any
 
 import pytest
 
-from spendwatch.channels import sender_factory
-from spendwatch.config import EmailChannelConfig, SecretRef, SlackChannelConfig
-from spendwatch.errors import DeliveryError, DeliveryUnknownError
-from spendwatch.render import Message
-from spendwatch.senders import (
+from spendwatch.alerter.render import Message
+from spendwatch.channels.factory import sender_factory
+from spendwatch.channels.senders import (
     KNOWN_REASONS,
     EmailSender,
     HttpAnswer,
@@ -30,6 +28,8 @@ from spendwatch.senders import (
     web_api_reply,
     webhook_reply,
 )
+from spendwatch.core.config import EmailChannelConfig, SecretRef, SlackChannelConfig
+from spendwatch.core.errors import DeliveryError, DeliveryUnknownError
 
 WEBHOOK = "https://hooks.slack.com/services/T000/B000/SECRETPATHxyz123"
 TOKEN = "xoxb-1111-2222-SECRETtoken"

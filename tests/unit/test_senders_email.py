@@ -22,10 +22,9 @@ from botocore.exceptions import (
 )
 from botocore.stub import Stubber
 
-from spendwatch.errors import DeliveryError, DeliveryUnknownError
-from spendwatch.notices import notice_message
-from spendwatch.render import Message
-from spendwatch.senders import (
+from spendwatch.alerter.notices import notice_message
+from spendwatch.alerter.render import Message
+from spendwatch.channels.senders import (
     EmailBody,
     EmailSender,
     classify_ses,
@@ -33,6 +32,7 @@ from spendwatch.senders import (
     email_from_message,
     slack_to_plain,
 )
+from spendwatch.core.errors import DeliveryError, DeliveryUnknownError
 
 SENDER = "alerts@example.com"
 

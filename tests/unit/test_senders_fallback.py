@@ -11,12 +11,12 @@ from typing import Any
 
 import pytest
 
-from spendwatch.alerts import AlertState
-from spendwatch.errors import ConfigError, DeliveryError, DeliveryUnknownError
-from spendwatch.notices import FallbackEvent, FallbackSender, notice_message, notify_on_change
-from spendwatch.render import Message
-from spendwatch.runtime import SsmConfigSource
-from spendwatch.store import ClaimLostError
+from spendwatch.alerter.notices import FallbackEvent, FallbackSender, notice_message, notify_on_change
+from spendwatch.alerter.render import Message
+from spendwatch.aws.runtime import SsmConfigSource
+from spendwatch.aws.store import ClaimLostError
+from spendwatch.core.alerts import AlertState
+from spendwatch.core.errors import ConfigError, DeliveryError, DeliveryUnknownError
 
 NOW = datetime(2026, 11, 21, 23, 0, tzinfo=UTC)
 MESSAGE = notice_message("title", ["line"])
@@ -291,8 +291,8 @@ def test_config_source_without_any_valid_config_raises(monkeypatch: pytest.Monke
 
 
 def test_a_main_channel_that_cannot_be_built_is_reported_through_the_fallback() -> None:
-    from spendwatch.config import parse_config
-    from spendwatch.notices import with_fallback
+    from spendwatch.alerter.notices import with_fallback
+    from spendwatch.core.config import parse_config
 
     config = parse_config(
         """

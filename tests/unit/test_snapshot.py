@@ -5,8 +5,8 @@ from decimal import Decimal
 
 import pytest
 
-from spendwatch.errors import SnapshotFormatError
-from spendwatch.snapshot import SCHEMA_VERSION, DailyCost, Snapshot, SourceFailure
+from spendwatch.core.errors import SnapshotFormatError
+from spendwatch.core.snapshot import SCHEMA_VERSION, DailyCost, Snapshot, SourceFailure
 
 WHEN = datetime(2026, 11, 21, 23, tzinfo=UTC)
 

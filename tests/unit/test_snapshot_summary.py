@@ -12,11 +12,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from spendwatch.alerting import superseding
-from spendwatch.config import OrganizationConfig, parse_config
-from spendwatch.errors import SnapshotFormatError
-from spendwatch.rules import daily_series, evaluate, history_since, prior_snapshots
-from spendwatch.snapshot import (
+from spendwatch.alerter.process import superseding
+from spendwatch.alerter.rules import daily_series, evaluate, history_since, prior_snapshots
+from spendwatch.aws.store import to_attribute_map
+from spendwatch.core.config import OrganizationConfig, parse_config
+from spendwatch.core.errors import SnapshotFormatError
+from spendwatch.core.snapshot import (
     HISTORY_KIND,
     HISTORY_SOURCES,
     CreditSummary,
@@ -29,7 +30,6 @@ from spendwatch.snapshot import (
     history_is_enough,
     history_sk,
 )
-from spendwatch.store import to_attribute_map
 
 NOW = datetime(2026, 12, 2, 5, tzinfo=UTC)  # early in a month: the series reaches into the previous one
 OTHER_SOURCES = ("usage_future_type",)  # a source a later poller may add: stored by name
@@ -201,7 +201,7 @@ def test_history_items_live_outside_the_snapshots_partition() -> None:
 
 
 def test_history_sources_registry_covers_every_poll_source_and_only_grows() -> None:
-    from spendwatch.poll import SOURCE_ORDER
+    from spendwatch.poller.collect import SOURCE_ORDER
 
     assert set(SOURCE_ORDER) <= set(HISTORY_SOURCES), "add new sources at the end of HISTORY_SOURCES"
     # Stored numbers refer to these positions: the first 22 never move.

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from spendwatch.store import DYNAMODB_MAX_DIGITS, level_attributes
+from spendwatch.aws.store import DYNAMODB_MAX_DIGITS, level_attributes
 
 
 def fits_dynamodb_number(text: str) -> bool:

@@ -11,10 +11,10 @@ import boto3
 import pytest
 from botocore.stub import Stubber
 
-from spendwatch.config import parse_config
-from spendwatch.snapshot import Snapshot
-from spendwatch.verify import connected_message, next_poll_text
-from spendwatch.verify_cli import Report, Stack, Verifier
+from spendwatch.alerter.verify import connected_message, next_poll_text
+from spendwatch.cli.verify import Report, Stack, Verifier
+from spendwatch.core.config import parse_config
+from spendwatch.core.snapshot import Snapshot
 
 NOW = datetime(2026, 11, 21, 14, 20, 5, tzinfo=UTC)
 TOPIC = "arn:aws:sns:us-east-1:123456789012:spendwatch-AlarmTopic-X"

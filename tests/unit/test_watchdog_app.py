@@ -3,8 +3,8 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from spendwatch.config import parse_config
-from spendwatch.watchdog_app import WatchdogApp
+from spendwatch.core.config import parse_config
+from spendwatch.watchdog.app import WatchdogApp
 from tests.unit.test_alerting import MemoryStates
 
 NOW = datetime(2026, 11, 22, 12, tzinfo=UTC)

@@ -2,6 +2,6 @@
 
 import sys
 
-from spendwatch.cli import main
+from spendwatch.cli.main import main
 
 sys.exit(main())

@@ -18,11 +18,11 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any, TextIO
 
-from spendwatch.config import SlackChannelConfig, SpendwatchConfig, parse_config, resolve_local_config
+from spendwatch.aws.store import SnapshotStore
+from spendwatch.core.config import SlackChannelConfig, SpendwatchConfig, parse_config, resolve_local_config
+from spendwatch.core.money import format_percent, format_usd, percent_of
+from spendwatch.core.snapshot import Snapshot
 from spendwatch.devtools.pipeline import LocalPipeline, config_text
-from spendwatch.money import format_percent, format_usd, percent_of
-from spendwatch.snapshot import Snapshot
-from spendwatch.store import SnapshotStore
 
 SIMULATED_ADMIN_KEY = "sk-admin-simulated-demo-key"
 LOG_PATH = Path(".demo/handlers.log")
@@ -147,11 +147,11 @@ def show_digest_and_report(
     pipeline: LocalPipeline, config: SpendwatchConfig, moment: datetime, fake_slack: Any, log: TextIO
 ) -> list[str]:
     """Step 5: the digest function's run for this hour, its chart, and `spendwatch report`'s page."""
-    from spendwatch.chart import layout_daily  # noqa: PLC0415
-    from spendwatch.chart_png import render_png  # noqa: PLC0415
-    from spendwatch.digest import build_digest, due_period  # noqa: PLC0415
-    from spendwatch.history import TableHistory  # noqa: PLC0415
-    from spendwatch.report import OrgReport, render_report  # noqa: PLC0415
+    from spendwatch.digest.compose import build_digest, due_period  # noqa: PLC0415
+    from spendwatch.views.chart import layout_daily  # noqa: PLC0415
+    from spendwatch.views.chart_png import render_png  # noqa: PLC0415
+    from spendwatch.views.history import TableHistory  # noqa: PLC0415
+    from spendwatch.views.report import OrgReport, render_report  # noqa: PLC0415
 
     store = SnapshotStore(pipeline.tables["SnapshotsTable"])
     before = len(fake_slack.messages) if fake_slack else 0

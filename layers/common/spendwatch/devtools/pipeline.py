@@ -22,7 +22,8 @@ from typing import Any
 
 import boto3
 
-from spendwatch.config import SpendwatchConfig, canonical_config_text, load_document
+from spendwatch.core.config import SpendwatchConfig, canonical_config_text, load_document
+from spendwatch.core.snapshot import isoformat_utc
 from spendwatch.devtools.aws_local import (
     FAKE_CREDENTIALS,
     DynamoDBLocal,
@@ -33,7 +34,6 @@ from spendwatch.devtools.aws_local import (
 )
 from spendwatch.devtools.sqs_source import QueueStats, SqsEventSource
 from spendwatch.devtools.stream import DeliveryStats, StreamPump
-from spendwatch.snapshot import isoformat_utc
 
 CONFIG_PARAMETER = "/spendwatch/config"
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 
-from spendwatch.snapshot import (
+from spendwatch.core.snapshot import (
     CostShare,
     CreditGrant,
     CreditSummary,

@@ -1,0 +1,1 @@
+"""The alerter: rules, the decision to notify, messages and the notification log's protocol."""

@@ -1,0 +1,1 @@
+"""AWS adapters and Lambda plumbing: DynamoDB, SSM, environment models, batch responses."""

@@ -1,0 +1,1 @@
+"""The channels that deliver messages, behind one small interface."""

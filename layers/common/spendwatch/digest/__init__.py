@@ -1,0 +1,1 @@
+"""The scheduled digest: its content, rendering, delivery with a chart, and the Lambda app."""

@@ -1,0 +1,1 @@
+"""Views of the spend: the figures of a period, charts (SVG, PNG) and the report page."""

@@ -1,0 +1,1 @@
+"""The watchdog: tells an organization's channels when its newest snapshot is too old."""
