@@ -49,7 +49,9 @@ def test_digest_function_is_built_like_the_others_with_pillow_of_its_own(
     assert re.search(r"^pillow==\d+\.\d+\.\d+$", pins, re.MULTILINE), "Pillow, exactly pinned, in the function"
     layer_text = (REPO_ROOT / "layers/common/requirements.txt").read_text(encoding="utf-8").lower()
     layer = [line for line in layer_text.splitlines() if not line.startswith("#")]
-    assert not any(line.startswith(("pillow", "matplotlib")) for line in layer), "never in the layer the poller and alerter load"
+    assert not any(line.startswith(("pillow", "matplotlib")) for line in layer), (
+        "never in the layer the poller and alerter load"
+    )
     makefile = (REPO_ROOT / "functions/digest/Makefile").read_text(encoding="utf-8")
     assert "manylinux_2_28_aarch64" in makefile and "--abi cp313" in makefile and "--no-deps" in makefile
 
