@@ -271,3 +271,14 @@ def test_history_is_not_enough_until_each_failing_source_last_succeeded() -> Non
     ).as_history()
     assert not history_is_enough(current, failing, since)
     assert history_is_enough(current, [*failing, ok], since)
+
+
+def test_summary_keeps_a_verify_poll_apart_from_the_scheduled_ones() -> None:
+    from spendwatch.alerter.verify import next_poll_text
+
+    checked = full_snapshot(NOW, {"costs"}, set(), (), 0).model_copy(update={"verify": "8dc50d4fdacc"})
+    entry = SnapshotSummary.from_item(SnapshotSummary.of(checked).to_item(expires_at=1)).as_history()
+    assert entry.verify == "8dc50d4fdacc"
+    assert next_poll_text([entry], now=NOW, period_s=3600, schedule=None).startswith("no scheduled poll yet")
+    scheduled = SnapshotSummary.of(full_snapshot(NOW, {"costs"}, set(), (), 0)).to_item(expires_at=1)
+    assert "verify" not in scheduled

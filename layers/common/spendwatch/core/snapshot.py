@@ -388,6 +388,8 @@ class SnapshotSummary(_Model):
     sources_ok: tuple[str, ...] = ()
     failed_sources: tuple[str, ...] = ()
     conditions: tuple[str, ...] = ()
+    verify: str | None = None
+    """as `Snapshot.verify`: a verify run's poll is not a scheduled one (the next scheduled poll's time)"""
 
     @classmethod
     def of(cls, snapshot: Snapshot) -> SnapshotSummary:
@@ -400,6 +402,7 @@ class SnapshotSummary(_Model):
             sources_ok=snapshot.sources_ok,
             failed_sources=tuple(f.source for f in snapshot.failures),
             conditions=snapshot.conditions,
+            verify=snapshot.verify,
         )
 
     def to_item(self, *, expires_at: int) -> dict[str, Any]:
@@ -421,6 +424,7 @@ class SnapshotSummary(_Model):
             "ok_other": ok_other,
             "failed_other": failed_other,
             "conditions": list(self.conditions),
+            "verify": self.verify,
         }
         item.update({key: value for key, value in optional.items() if value not in (None, [])})
         return item
@@ -441,6 +445,7 @@ class SnapshotSummary(_Model):
                 sources_ok=_from_bits(int(item.get("ok", 0)), list(item.get("ok_other", []))),
                 failed_sources=_from_bits(int(item.get("failed", 0)), list(item.get("failed_other", []))),
                 conditions=tuple(item.get("conditions", [])),
+                verify=item.get("verify"),
             )
         except (KeyError, TypeError, ValueError) as exc:
             detail = exc.errors()[0]["msg"] if isinstance(exc, ValidationError) else repr(exc)
@@ -458,6 +463,7 @@ class SnapshotSummary(_Model):
             sources_ok=self.sources_ok,
             failures=tuple(SourceFailure(source=s, kind="summary", detail="") for s in self.failed_sources),
             conditions=self.conditions,
+            verify=self.verify,
         )
 
 

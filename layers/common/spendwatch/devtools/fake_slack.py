@@ -212,9 +212,9 @@ class FakeSlack(LoopbackService):
 
         ``status`` defaults to 429 when ``retry_after`` is given, else 200 for a Web API ``error`` (Slack's
         ``ok: false`` style) or the webhook status matching ``error``, else 500. The Web API body is
-        ``{"ok": false, "error": error}`` (``ratelimited``/``internal_error``/``fatal_error`` by default),
-        the webhook body the bare error code; ``body`` overrides either. ``Retry-After`` is sent when given.
-        Failed requests are not recorded in :attr:`messages`.
+        ``{"ok": false, "error": error}``, by default ``ratelimited`` (429), ``service_unavailable`` (503),
+        ``fatal_error`` (200) or ``internal_error``; the webhook body is the bare error code; ``body``
+        overrides either. ``Retry-After`` is sent when given. Failed requests are not in :attr:`messages`.
         """
         with self._cond:
             self._failures.append(_Failure(n, target, status, body, retry_after, error))
@@ -534,7 +534,7 @@ def _failure_response(failure: _Failure, target: Literal["api", "webhook"]) -> t
         else:
             status = 500
     if target == "api":
-        default = {429: "ratelimited", 200: "fatal_error"}.get(status, "internal_error")
+        default = {429: "ratelimited", 200: "fatal_error", 503: "service_unavailable"}.get(status, "internal_error")
         error = failure.error or default
         body = json.dumps({"ok": False, "error": error}).encode()
         content_type = _JSON_UTF8
