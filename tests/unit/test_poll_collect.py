@@ -341,6 +341,20 @@ def test_fit_item_size_last_resort_halves_project_lists() -> None:
     assert TRIMMED_CONDITION in fitted.conditions
 
 
+def test_fit_item_size_last_resort_shortens_failures_a_hostile_reply_filled() -> None:
+    echo = "Not Found " * 500  # a reply that echoes pages of text, on every per-project source
+    failures = [{"source": f"project_{i:04d}_costs", "kind": "unavailable", "detail": echo} for i in range(400)]
+    base = Snapshot.model_validate(
+        {"org_id": "acme", "org_name": "Acme", "poll_time": POLL, "collected_at": POLL, "failures": failures}
+    )
+    assert all(len(f.detail) == 1000 for f in base.failures), "each detail is capped when stored"
+    fitted = fit_item_size(base, limit_bytes=40_000)
+    assert item_size_bytes(fitted) <= 40_000
+    assert len(fitted.failures) == 50 and fitted.failures[-1].source == "(other)"
+    assert fitted.failures[-1].detail.startswith("351 more sources failed (unavailable)")
+    assert TRIMMED_CONDITION in fitted.conditions
+
+
 def test_item_size_estimate_tracks_the_json_size() -> None:
     snapshot = collect(RoutedClient(full_routes()))
     import json

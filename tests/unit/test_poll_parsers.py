@@ -735,3 +735,25 @@ def test_parse_subscription_hard_limit_too_large_in_cents_is_malformed() -> None
     body["hard_limit_usd"] = Decimal("1e37")
     with pytest.raises(MalformedReplyError, match=r"hard_limit_usd is 1\.000e\+37, too large a limit in cents"):
         parse_subscription(body)
+
+
+def test_parse_spend_limit_quotes_at_most_a_little_of_a_hostile_currency() -> None:
+
+    with pytest.raises(MalformedReplyError) as caught:
+        parse_spend_limit({"threshold_amount": 100, "currency": "X" * 100_000}, "organization", "spend_limit")
+    assert len(str(caught.value)) < 200
+
+
+def test_unix_time_before_1970_is_a_named_malformed_reply() -> None:
+    from spendwatch.poller.collect import _timestamp
+
+    with pytest.raises(MalformedReplyError, match="not a plausible Unix time"):
+        _timestamp(-62_000_000_000, "data[0].expires_at", "admin_key")
+
+
+def test_isoformat_utc_reads_back_for_every_year() -> None:
+    from spendwatch.core.snapshot import isoformat_utc, parse_utc
+
+    for year in (1, 999, 2026, 9999):
+        moment = datetime(year, 1, 2, 3, 4, 5, tzinfo=UTC)
+        assert parse_utc(isoformat_utc(moment)) == moment

@@ -64,3 +64,36 @@ def test_watchdog_records_notices_at_the_wall_clock_not_the_late_event_time() ->
     assert stale.notified == ["slack"]
     [item] = [item for (org, _), item in states.items.items() if org == "stale"]
     assert item["at"] == wall
+
+
+class UnknownOnce(Recorder):
+    """The first send times out after the request went out (outcome unknown); later ones are delivered."""
+
+    def send(self, message: Any) -> None:
+        from spendwatch.core.errors import DeliveryUnknownError
+
+        self.sent.append(message)
+        if len(self.sent) == 1:
+            raise DeliveryUnknownError("slack", "read timed out", reason="read_timeout")
+
+
+def test_watchdog_resends_an_unconfirmed_stale_notice_once_after_its_lease() -> None:
+    states, recorder = MemoryStates(), UnknownOnce()
+    wall = [NOW]
+    app = WatchdogApp(
+        config=lambda: CONFIG,
+        snapshots=SnapshotTimes(),
+        states=states,
+        sender_for=lambda remaining: lambda name, channel: recorder,  # type: ignore[arg-type,return-value]
+        clock=lambda: wall[0],
+    )
+    app.run(NOW)
+    assert len(recorder.sent) == 1
+    app.run(NOW + timedelta(minutes=10))
+    assert len(recorder.sent) == 1, "not before the lease ends"
+    wall[0] = NOW + timedelta(hours=2)
+    app.run(wall[0])
+    assert len(recorder.sent) == 2, "one re-send of the unconfirmed notice"
+    wall[0] = NOW + timedelta(hours=4)
+    app.run(wall[0])
+    assert len(recorder.sent) == 2, "confirmed now: never again while still stale"

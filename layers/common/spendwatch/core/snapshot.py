@@ -37,7 +37,9 @@ def snapshot_sk(poll_time: datetime) -> str:
 def isoformat_utc(moment: datetime) -> str:
     if moment.tzinfo is None:
         raise ValueError("naive datetime: every spendwatch time is UTC-aware")
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    # Not strftime: its %Y leaves years below 1000 unpadded on glibc, which no ISO parser reads back.
+    m = moment.astimezone(UTC)
+    return f"{m.year:04d}-{m.month:02d}-{m.day:02d}T{m.hour:02d}:{m.minute:02d}:{m.second:02d}Z"
 
 
 def parse_utc(text: str) -> datetime:
@@ -79,6 +81,10 @@ class _Model(BaseModel):
     model_config = ConfigDict(frozen=True, extra="ignore", defer_build=True)
 
 
+DETAIL_MAX_CHARS = 1000
+"""A failure's detail is cut here (a reply's own error text can be arbitrarily long)."""
+
+
 class SourceFailure(_Model):
     """A data source that failed during the poll, kept in the snapshot so nothing fails silently."""
 
@@ -90,8 +96,10 @@ class SourceFailure(_Model):
     @field_validator("detail")
     @classmethod
     def _scrubbed(cls, value: str) -> str:
-        # Details quote replies (error messages, codes): whatever a reply echoed, no secret is stored.
-        return scrub(value)
+        # Details quote replies (error messages, codes): whatever a reply echoed, no secret is stored, and
+        # a reply that echoes pages of text cannot crowd the figures out of the item.
+        text = scrub(value)
+        return text if len(text) <= DETAIL_MAX_CHARS else text[: DETAIL_MAX_CHARS - 1] + "…"
 
 
 class DailyCost(_Model):

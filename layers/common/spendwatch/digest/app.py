@@ -145,7 +145,7 @@ class DigestApp:
         for d, channel in wanted:
             key = log_key(d, channel)
             prior = states.get(key)
-            if prior is not None and prior.firing:
+            if prior is not None and prior.firing and not prior.resend_due(self.clock()):  # unconfirmed: one re-send
                 results.append(DigestResult(org.id, key, channel, "already_sent"))
             else:
                 pending.setdefault(d.key, (d, []))[1].append(channel)

@@ -325,6 +325,8 @@ def _timestamp(value: object, where: str, source: str) -> datetime | None:
 
 def _unix_time(seconds: int | Decimal, where: str, source: str) -> datetime:
     try:
+        if seconds < 0:  # before 1970: no OpenAI time is, and years below 1000 break ISO formatting
+            raise ValueError
         return datetime.fromtimestamp(int(seconds), UTC)
     except (OverflowError, OSError, ValueError):
         number = Decimal(seconds)
@@ -581,7 +583,14 @@ def parse_project(item: object, where: str) -> ProjectInfo:
 def _usd_currency(body: Mapping[str, Any], where: str, source: str) -> None:
     currency = body.get("currency")
     if not isinstance(currency, str) or currency.upper() != "USD":
-        raise MalformedReplyError(source, f"{where}currency is {currency!r}, expected 'USD'")
+        shown = (
+            currency[:20]
+            if isinstance(currency, str)
+            else currency
+            if not isinstance(currency, dict | list)
+            else "an object"
+        )
+        raise MalformedReplyError(source, f"{where}currency is {shown!r}, expected 'USD'")
 
 
 def parse_spend_limit(body: object, scope: str, source: str) -> SpendLimit:
@@ -1158,6 +1167,32 @@ def _trimmed(snapshot: Snapshot, cap: int) -> Snapshot:
     )
 
 
+FAILURES_KEPT_WHEN_TRIMMED = 50
+FAILURE_DETAIL_WHEN_TRIMMED = 200
+
+
+def _fewer_failures(snapshot: Snapshot) -> Snapshot:
+    """Last resort: shorter failure details and at most FAILURES_KEPT_WHEN_TRIMMED named failures, the rest
+    counted in one; every failing source stays in the summary's `failed_sources` through the kept ones."""
+    cut = FAILURE_DETAIL_WHEN_TRIMMED
+    failures = [
+        f.model_copy(update={"detail": f.detail[: cut - 1] + "…" if len(f.detail) > cut else f.detail})
+        for f in snapshot.failures
+    ]
+    if len(failures) > FAILURES_KEPT_WHEN_TRIMMED:
+        rest = failures[FAILURES_KEPT_WHEN_TRIMMED - 1 :]
+        kinds = ", ".join(sorted({f.kind for f in rest}))
+        failures = [
+            *failures[: FAILURES_KEPT_WHEN_TRIMMED - 1],
+            SourceFailure(
+                source="(other)",
+                kind="error",
+                detail=f"{len(rest)} more sources failed ({kinds}); see the poller's logs",
+            ),
+        ]
+    return snapshot.model_copy(update={"failures": tuple(failures)})
+
+
 def fit_item_size(snapshot: Snapshot, limit_bytes: int = ITEM_SIZE_LIMIT_BYTES) -> Snapshot:
     """Trim the breakdowns (then the project lists) until the item fits; say so in `conditions`.
 
@@ -1188,6 +1223,8 @@ def fit_item_size(snapshot: Snapshot, limit_bytes: int = ITEM_SIZE_LIMIT_BYTES) 
         )
         if not fitted.projects and not project_limits and not project_alerts:
             break
+    if item_size_bytes(fitted) > limit_bytes:
+        fitted = _fewer_failures(fitted)
     logger.warning(
         "snapshot trimmed to fit a DynamoDB item",
         org_id=snapshot.org_id,

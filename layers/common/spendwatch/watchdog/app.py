@@ -154,7 +154,9 @@ class WatchdogApp:
         for channel, key in zip(org.channels, keys, strict=True):
             prior = states.get(key)
             was_firing = prior.firing if prior is not None else False
-            if result.stale == was_firing or (result.stale and silenced):
+            # An unconfirmed notice (outcome unknown) is due its one re-send although nothing changed.
+            unconfirmed = prior is not None and prior.resend_due(self.clock())
+            if (result.stale == was_firing and not unconfirmed) or (result.stale and silenced):
                 continue
             if remaining_s() <= 0:
                 result.failures.append(
