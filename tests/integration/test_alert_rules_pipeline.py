@@ -127,7 +127,7 @@ def everything_at_once(poll_time: datetime) -> Snapshot:
         ),
         conditions=("session_key_rejected",),
         failures=(
-            SourceFailure(source="credit_grants", kind="auth", detail="401 session key rejected"),
+            SourceFailure(source="credit_grants", kind="key", detail="401 session key rejected"),
             SourceFailure(source="usage_images", kind="unavailable", detail="HTTP 502 after 4 attempts"),
         ),
         sources_ok=("costs",),

@@ -74,7 +74,7 @@ def test_poller_fanout_isolates_a_revoked_org_and_the_others_still_write(
     revoked = stored(pipeline, org_id="charlie")
     assert revoked.sources_ok == ()
     assert revoked.conditions == (ADMIN_KEY_REJECTED,)
-    assert {f.kind for f in revoked.failures} == {"auth"}
+    assert {f.kind for f in revoked.failures} == {"key"}
     # The revoked org's snapshot (listing why) was written once, by its last receive.
     assert inserts(pipeline) == [f"ORG#{o}" for o in sorted(ORGS)]
 

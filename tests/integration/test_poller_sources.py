@@ -155,7 +155,7 @@ def test_poller_expired_session_key_is_a_named_condition(pipeline: LocalPipeline
     pipeline.poll(POLL_TIME)
     snapshot = stored(pipeline)
     assert snapshot.conditions == (SESSION_KEY_REJECTED,)
-    assert [(f.source, f.kind) for f in snapshot.failures] == [("credit_grants", "auth"), ("subscription", "auth")]
+    assert [(f.source, f.kind) for f in snapshot.failures] == [("credit_grants", "key"), ("subscription", "key")]
     assert "copy a fresh sess- key" in snapshot.failures[0].detail
     assert "sess-expired" not in snapshot.failures[0].detail
     assert snapshot.month_to_date_usd == openai.org.month_to_date_usd()

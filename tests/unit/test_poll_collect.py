@@ -221,7 +221,7 @@ def test_collect_snapshot_rejected_session_key_is_a_named_condition_not_a_crash(
     routes["/dashboard/billing/subscription"] = KeyProblemError("subscription", expired.detail, SESSION_KEY_REJECTED)
     snapshot = collect(RoutedClient(routes), org(", credit_grants: [{id: g, amount_usd: 5, expires_at: 2027-01-01}]"))
     assert snapshot.conditions == (SESSION_KEY_REJECTED,)
-    assert [(f.source, f.kind) for f in snapshot.failures] == [("credit_grants", "auth"), ("subscription", "auth")]
+    assert [(f.source, f.kind) for f in snapshot.failures] == [("credit_grants", "key"), ("subscription", "key")]
     assert snapshot.month_to_date_usd == Decimal("8.5386616")
     assert [g.source for g in snapshot.credit_grants] == ["config"], "declared grants stand in"
 

@@ -628,10 +628,36 @@ def test_monitor_health_a_key_condition_speaks_for_its_auth_failure_and_trimming
     eager = org("health: {failing_polls: 1}")
     current = snap(
         "1",
-        failures=(SourceFailure(source="credit_grants", kind="auth", detail="403 session key refused"),),
+        failures=(SourceFailure(source="credit_grants", kind="key", detail="403 session key refused"),),
         conditions=("session_key_rejected", "snapshot_trimmed"),
     )
     assert levels(monitor_health(current, eager, [], now=WHEN)) == {"health.condition#session_key_rejected": Decimal(1)}
+
+
+def test_monitor_health_a_source_refused_alone_is_reported_whatever_the_key_conditions() -> None:
+    eager = org("health: {failing_polls: 1}")
+    current = snap(
+        "1",
+        failures=(
+            SourceFailure(source="credit_grants", kind="key", detail="403 session key refused"),
+            SourceFailure(source="project_rate_limits", kind="auth", detail="forbidden (403): not a project member"),
+        ),
+        conditions=("session_key_rejected",),
+    )
+    assert levels(monitor_health(current, eager, [], now=WHEN)) == {
+        "health.condition#session_key_rejected": Decimal(1),
+        "health.source#project_rate_limits": Decimal(1),
+    }
+
+
+def test_monitor_health_skipped_rows_are_a_note_not_a_failing_source() -> None:
+    eager = org("health: {failing_polls: 1}")
+    current = snap(
+        "1",
+        sources_ok=("costs",),
+        failures=(SourceFailure(source="costs", kind="skipped_rows", detail="1 cost result skipped"),),
+    )
+    assert levels(monitor_health(current, eager, [], now=WHEN)) == {"health.source#costs": None}
 
 
 def test_low_balance_ignores_a_summary_built_from_declared_grants_alone() -> None:

@@ -544,6 +544,12 @@ def spend_spike(snapshot: Snapshot, org: OrganizationConfig, series: dict[date, 
     return observations
 
 
+KEY_FAILURE_KIND = "key"
+"""As `poller.collect.KEY_FAILURE`: a failure its key condition reports (the alerter does not import the poller)."""
+SKIPPED_ROWS_KIND = "skipped_rows"
+"""As `poller.collect.SKIPPED_ROWS`: a note on a source that answered."""
+
+
 def monitor_health(
     snapshot: Snapshot, org: OrganizationConfig, prior: Sequence[Snapshot], *, now: datetime
 ) -> list[Observation]:
@@ -552,7 +558,8 @@ def monitor_health(
     """
     settings = org.rules.health
     observations = []
-    failing = {f.source: f for f in snapshot.failures}
+    # A `skipped_rows` note is about a source that answered: it is not failing.
+    failing = {f.source: f for f in snapshot.failures if f.kind != SKIPPED_ROWS_KIND}
     for source in sorted(set(failing) | set(snapshot.sources_ok)):
         failure = failing.get(source)
         if failure is None:
@@ -560,7 +567,7 @@ def monitor_health(
                 Observation("health.source", f"health.source#{source}", None, "Data source", {"source": source})
             )
             continue
-        if failure.kind == "auth" and any("_key_" in c for c in snapshot.conditions):
+        if failure.kind == KEY_FAILURE_KIND and snapshot.conditions:
             continue  # the key's condition (below) already says what is wrong, at once
         streak = 1
         for earlier in prior:

@@ -340,14 +340,19 @@ def _source_fix(kind: str, detail: str, conditions: set[str], *, admin: str, ses
             f"missing SSM parameter {admin}: store the organization's admin key: {_put_secret(admin)}",
         ),
         (
-            "admin_key_missing_scope" in conditions and "scope" in detail,
+            any(c.startswith("admin_key_missing_scope") for c in conditions) and "scope" in detail,
             f"the admin key lacks the scope named above: {new_key} (with read access to every endpoint)",
         ),
         (
             "session key" in detail.lower(),
             f"renew the session key in {session}, or delete it to use the admin API alone",
         ),
-        (kind == "auth", f"OpenAI rejected the admin key: {new_key}"),
+        ("admin_key_rejected" in conditions, f"OpenAI rejected the admin key: {new_key}"),
+        (
+            kind in {"auth", "key"},
+            "OpenAI refused this source while the key works elsewhere: check the key's project access and "
+            "permissions (docs/snapshot.md)",
+        ),
         (
             kind in {"unavailable", "rate_limited"} and "SSM parameter" in detail,
             "the poller's role cannot read that parameter: keep key names under /<SsmParameterPrefix>/<org>/openai-*",

@@ -91,6 +91,9 @@ SKIPPED_ROWS = "skipped_rows"
 """`SourceFailure.kind` of a note on a source that succeeded but skipped rows the spec allows to lack what
 the figure needs (a cost result without `amount`); the source is also in `sources_ok`."""
 SKIPPED_SHOWN = 3
+KEY_FAILURE = "key"
+"""`SourceFailure.kind` of a source failed by a condition of the key itself (rejected, missing scope, not
+set): the condition names it; `auth` is left for a refusal of that source alone."""
 
 COSTS_SOURCE = "costs"
 COSTS_PREVIOUS_MONTH = "costs_previous_month"
@@ -843,8 +846,11 @@ def _attempt(source: str, work: Callable[[], Any]) -> _Outcome:
             return _Outcome(value=value.value, note=value.note)
         return _Outcome(value=value)
     except SourceError as exc:
-        conditions = frozenset(exc.conditions) if isinstance(exc, KeyProblemError) else frozenset()
-        return _Outcome(failure=SourceFailure(source=source, kind=exc.kind, detail=exc.detail), conditions=conditions)
+        if isinstance(exc, KeyProblemError):
+            # The key's own problem: its condition reports it once for every source it fails.
+            failure = SourceFailure(source=source, kind=KEY_FAILURE, detail=exc.detail)
+            return _Outcome(failure=failure, conditions=frozenset(exc.conditions))
+        return _Outcome(failure=SourceFailure(source=source, kind=exc.kind, detail=exc.detail))
     except Exception as exc:  # a bug must cost one source, never the snapshot
         detail = f"unexpected {type(exc).__name__}: {scrub(str(exc))[:200]}"
         logger.error("unexpected error in a poll source", source=source, error=type(exc).__name__)
