@@ -26,11 +26,10 @@ class Parameter:
     """Stands in for powertools' `get_parameter`: returns the text, or raises the exception, it is given."""
 
     def __init__(self, monkeypatch: pytest.MonkeyPatch, value: str | BaseException = VALID) -> None:
-        from aws_lambda_powertools.utilities import parameters
 
         self.value = value
         self.reads = 0
-        monkeypatch.setattr(parameters, "get_parameter", self.get)
+        monkeypatch.setattr("spendwatch.aws.runtime.read_parameter", self.get)
 
     def get(self, name: str, **kwargs: Any) -> str:
         self.reads += 1

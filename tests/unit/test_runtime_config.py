@@ -30,7 +30,7 @@ class FakeParameters:
 
         self.value = value
         self._error = parameters.exceptions.GetParameterError
-        monkeypatch.setattr(parameters, "get_parameter", self.get)
+        monkeypatch.setattr("spendwatch.aws.runtime.read_parameter", self.get)
 
     def get(self, name: str, **kwargs: Any) -> str:
         if self.value is None:

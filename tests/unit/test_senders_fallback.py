@@ -247,7 +247,7 @@ class FakeParameters:
 
         self.value: str | Exception = VALID
         self._error = parameters.exceptions.GetParameterError
-        monkeypatch.setattr(parameters, "get_parameter", self.get)
+        monkeypatch.setattr("spendwatch.aws.runtime.read_parameter", self.get)
 
     def missing(self) -> None:
         self.value = self._error("An error occurred (ParameterNotFound) when calling the GetParameter operation")

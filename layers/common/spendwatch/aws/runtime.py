@@ -10,7 +10,7 @@ import os
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, TypeVar
+from typing import Annotated, Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -101,9 +101,7 @@ class SsmConfigSource:
     def get(self) -> SpendwatchConfig:
         source = f"SSM parameter {self._name}"
         try:
-            from aws_lambda_powertools.utilities import parameters  # noqa: PLC0415
-
-            text = str(parameters.get_parameter(self._name, max_age=self._max_age))
+            text = read_parameter(self._name, max_age=self._max_age)
         except Exception as exc:  # whatever fails, the last valid config stands
             detail = _code(exc)
             return self._fallback(ConfigError(source, [f"cannot be read ({detail}): run `spendwatch config push`"]))
@@ -197,6 +195,22 @@ def _code(exc: Exception) -> str:
         if code in text:
             return code
     return type(exc).__name__
+
+
+_config_provider: Any = None
+
+
+def read_parameter(name: str, *, max_age: int) -> str:
+    """The parameter's text through a cached provider whose SSM client has short timeouts and few retries
+    (`ssm_client_config`): an SSM outage falls back to the last valid config in seconds, not minutes."""
+    global _config_provider  # noqa: PLW0603 - one provider (and its cache) per container
+    if _config_provider is None:
+        from aws_lambda_powertools.utilities.parameters import SSMProvider  # noqa: PLC0415
+
+        from spendwatch.aws.secrets import ssm_client_config  # noqa: PLC0415
+
+        _config_provider = SSMProvider(boto_config=ssm_client_config())
+    return str(_config_provider.get(name, max_age=max_age))
 
 
 def utc_now() -> datetime:

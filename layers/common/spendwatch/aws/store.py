@@ -9,7 +9,7 @@ written in the same transaction, its history summary (`ORG#<id>#HISTORY` / `HIST
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from datetime import datetime, timedelta
 from decimal import MAX_EMAX, MIN_EMIN, Context, Decimal
 from typing import TYPE_CHECKING, Any
@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 
 from spendwatch.core.alerts import AlertState
+from spendwatch.core.errors import SpendwatchError
 from spendwatch.core.snapshot import (
     HISTORY_SK_PREFIX,
     DailyCost,
@@ -44,10 +45,23 @@ def from_attribute_map(image: dict[str, Any]) -> dict[str, Any]:
     return {key: _deserializer.deserialize(value) for key, value in image.items()}
 
 
+DYNAMODB_CONNECT_TIMEOUT_S = 3
+DYNAMODB_READ_TIMEOUT_S = 10
+DYNAMODB_MAX_ATTEMPTS = 4
+"""botocore's defaults (60 s timeouts) would let one hung call outlive a whole invocation; a failed call
+fails its record, which the stream or queue retries."""
+
+
 def _client() -> DynamoDBClient:
     import boto3  # noqa: PLC0415 - created on first use so importing the module stays cheap
+    from botocore.config import Config  # noqa: PLC0415
 
-    return boto3.client("dynamodb")
+    config = Config(
+        connect_timeout=DYNAMODB_CONNECT_TIMEOUT_S,
+        read_timeout=DYNAMODB_READ_TIMEOUT_S,
+        retries={"mode": "standard", "total_max_attempts": DYNAMODB_MAX_ATTEMPTS},
+    )
+    return boto3.client("dynamodb", config=config)
 
 
 class SnapshotStore:
@@ -301,6 +315,15 @@ def level_attributes(level: Decimal) -> tuple[str, dict[str, str]]:
     return "notified_level_s", {"S": str(level)}
 
 
+UNPROCESSED_ATTEMPTS = 6
+UNPROCESSED_BACKOFF_S = 0.1
+"""BatchGetItem's unprocessed keys are re-asked after 0.1, 0.2, 0.4, 0.8 and 1.6 s (about 3 s in all)."""
+
+
+class StoreThrottledError(SpendwatchError):
+    """DynamoDB kept leaving keys unprocessed: the caller's record fails and is retried, never decided blind."""
+
+
 class AlertStateStore:
     """Conditional writes make "send once" hold across redeliveries and concurrent invocations.
 
@@ -312,10 +335,18 @@ class AlertStateStore:
     that lapses after its (short) lease, so the alert is retried: a rare duplicate rather than a miss.
     """
 
-    def __init__(self, table_name: str, client: DynamoDBClient | None = None, *, lease_s: int = 180) -> None:
+    def __init__(
+        self,
+        table_name: str,
+        client: DynamoDBClient | None = None,
+        *,
+        lease_s: int = 180,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
         self._table = table_name
         self._client = client or _client()
         self._lease_s = lease_s
+        self._sleep = sleep
 
     @staticmethod
     def _key(org_id: str, key: str) -> dict[str, Any]:
@@ -334,13 +365,23 @@ class AlertStateStore:
                     "ConsistentRead": True,
                 }
             }
-            while request:
+            for attempt in range(UNPROCESSED_ATTEMPTS):
+                if attempt:
+                    # Unprocessed keys mean throttling: back off (as AWS advises) instead of spinning.
+                    self._sleep(UNPROCESSED_BACKOFF_S * 2 ** (attempt - 1))
                 response = self._client.batch_get_item(RequestItems=request)
                 for raw in response.get("Responses", {}).get(self._table, []):
                     item = from_attribute_map(raw)
                     state = _state_from_item(item)
                     states[state.key] = state
                 request = response.get("UnprocessedKeys") or None
+                if not request:
+                    break
+            else:
+                # The record fails and is retried by its stream: deciding without the state could resend.
+                raise StoreThrottledError(
+                    f"{self._table}: alert states still unprocessed after {UNPROCESSED_ATTEMPTS} reads (throttled)"
+                )
         return states
 
     def claim(
