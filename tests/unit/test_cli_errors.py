@@ -112,3 +112,16 @@ def test_cli_unexpected_error_is_one_line_and_the_traceback_only_on_request(
     monkeypatch.setenv("SPENDWATCH_DEBUG", "1")
     assert main(["config", "schema"]) == 1
     assert "Traceback" in capsys.readouterr().err
+
+
+def test_cli_check_of_a_deeply_nested_snapshot_file_is_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    nested = tmp_path / "snapshot.json"
+    nested.write_text("[" * 100_000 + "]" * 100_000, encoding="utf-8")
+    config = tmp_path / "c.yaml"
+    config.write_text("organizations: [{id: acme, name: Acme}]\n", encoding="utf-8")
+    monkeypatch.setenv("SPENDWATCH_CONFIG", str(config))
+    assert main(["check", "--snapshot", str(nested)]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and "nested too deeply" in err.splitlines()[0]

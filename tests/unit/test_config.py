@@ -192,3 +192,13 @@ def test_config_canonical_json_keeps_a_grant_day_written_as_a_midnight_time() ->
     )
     canonical = canonical_config_text(load_document(text, "t.yaml"))
     assert parse_config(canonical, "ssm") == parse_config(text, "t.yaml")
+
+
+def test_config_a_time_before_the_first_utc_moment_is_a_config_error_not_a_crash() -> None:
+    text = (
+        "organizations: [{id: acme, name: Acme}]\n"
+        "silences:\n  - {org: acme, rule: spike, until: '0001-01-01T00:00:00+01:00'}\n"
+    )
+    with pytest.raises(ConfigError) as caught:
+        parse_config(text, "t.yaml")
+    assert "outside the times that can be represented" in str(caught.value)

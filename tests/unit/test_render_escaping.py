@@ -273,3 +273,12 @@ def test_render_escape_keeps_names_readable() -> None:
     assert untrusted("Acme\u202e moc.live") == "Acme moc.live"
     assert untrusted("שלום") == f"{FSI}שלום{PDI}"
     assert untrusted("a\nb\r\nc") == "a b c"
+
+
+def test_notice_message_mrkdwn_is_verbatim_like_every_alert() -> None:
+    from spendwatch.alerter.notices import notice_message
+
+    message = notice_message("Title", ["see https://example.com and #general"], context="ctx")
+    texts = [b["text"] for b in message.blocks if b["type"] == "section"]
+    texts += [e for b in message.blocks if b["type"] == "context" for e in b["elements"]]
+    assert texts and all(t["type"] == "mrkdwn" and t["verbatim"] is True for t in texts)

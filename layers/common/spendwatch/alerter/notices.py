@@ -47,11 +47,15 @@ def notice_message(
     text = f"{prefix}{safe_title}\n{body}" + (f"\n{escape(context)}" if context else "")
     blocks: list[dict[str, Any]] = [
         {"type": "header", "text": {"type": "plain_text", "text": truncate(escape_plain(title), HEADER_LIMIT)}},
-        {"type": "section", "text": {"type": "mrkdwn", "text": truncate(f"{prefix}{body}", SECTION_LIMIT)}},
+        # verbatim, as render's blocks: no automatic linking, so only the markup written here is live.
+        {
+            "type": "section",
+            "text": {"type": "mrkdwn", "text": truncate(f"{prefix}{body}", SECTION_LIMIT), "verbatim": True},
+        },
     ]
     if context:
         context_text = truncate(escape(context), SECTION_LIMIT)
-        blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": context_text}]})
+        blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": context_text, "verbatim": True}]})
     return Message(
         title=safe_title,
         lines=safe_lines,

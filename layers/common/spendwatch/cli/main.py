@@ -362,6 +362,8 @@ def _load_snapshots(path: Path) -> list[Snapshot]:
         raise ConfigError(str(path), ["file not found"]) from None
     except (OSError, ValueError) as exc:
         raise ConfigError(str(path), [f"not a snapshot JSON file: {exc}"]) from None
+    except RecursionError:
+        raise ConfigError(str(path), ["not a snapshot JSON file: nested too deeply"]) from None
     docs = data if isinstance(data, list) else [data]
     if not docs or not all(isinstance(doc, dict) for doc in docs):
         raise ConfigError(

@@ -148,7 +148,10 @@ def _utc_moment(value: object) -> object:
         except ValueError:
             raise ValueError(f"{text[:40]!r} is not a time such as 2026-12-01T09:00:00Z") from None
     if isinstance(value, datetime):
-        return value.astimezone(UTC) if value.tzinfo else value.replace(tzinfo=UTC)
+        try:
+            return value.astimezone(UTC) if value.tzinfo else value.replace(tzinfo=UTC)
+        except OverflowError:  # e.g. 0001-01-01T00:00:00+01:00 lies before the first representable UTC time
+            raise ValueError(f"{value.isoformat()[:40]!r} is outside the times that can be represented") from None
     if isinstance(value, date):
         return datetime(value.year, value.month, value.day, tzinfo=UTC)
     raise ValueError("expected a time such as 2026-12-01T09:00:00Z")
