@@ -27,7 +27,8 @@ OPTIONAL = {
     ("urllib3.http2.connection", "h2.events"): "loaded only once urllib3.http2.probe found h2 installed",
     ("spendwatch.core.config_yaml", "yaml"): "only for YAML text, which runtime.parse_stored_config refuses first",
 }
-"""(importing module, imported module) pairs that a static reading cannot see are never loaded, and why."""
+"""(importing module, imported module) pairs that a static reading cannot see are never loaded, and why; a
+top-level package name stands for its submodules too."""
 
 
 @dataclass(frozen=True)
@@ -170,6 +171,6 @@ def check_artifact(root: Path, resolver: Resolver, *, every_import_of: str | Non
         strict = every_import_of is not None and module.split(".")[0] == every_import_of
         for node in all_imports(tree) if strict else load_time_imports(tree):
             for imported in resolver.unresolved(module, node, is_package=path.name == "__init__.py"):
-                if (module, imported) not in OPTIONAL:
+                if (module, imported) not in OPTIONAL and (module, imported.split(".")[0]) not in OPTIONAL:
                     problems.append(Unresolved(module, imported, node.lineno))
     return problems

@@ -253,7 +253,11 @@ def test_build_function_artifact_has_handler_and_only_its_own_packages(
     assert not (artifact / "Makefile").exists()
     installed = {re.sub(r"[-_.]+", "-", p.name.split("-")[0]).lower() for p in artifact.glob("*.dist-info")}
     assert installed == FUNCTION_ONLY[function]
-    assert not list(artifact.rglob("*.so")), "function-only packages are pure Python"
+    extensions = list(artifact.rglob("*.so"))
+    if function == "DigestFunction":  # Pillow's compiled imaging core, for aarch64 and 3.13 only
+        assert extensions and all(p.name.endswith("cpython-313-aarch64-linux-gnu.so") for p in extensions)
+    else:
+        assert not extensions, "function-only packages are pure Python"
 
 
 @pytest.mark.slow
@@ -261,6 +265,7 @@ def test_build_layer_has_spendwatch_without_devtools(layer_python: Path) -> None
     package = layer_python / "spendwatch"
     assert (package / "__init__.py").is_file()
     assert not (package / "devtools").exists(), "local-only test servers must not ship"
+    assert not (package / "cli").exists() and not (package / "views" / "report.py").exists(), "local-only"
     assert not list(package.rglob("*.yaml")), "a bundled config is JSON"
 
 

@@ -95,7 +95,9 @@ class SnapshotStore:
             )
         except self._client.exceptions.TransactionCanceledException as exc:
             reasons = [r.get("Code") for r in exc.response.get("CancellationReasons", [])]
-            if reasons and reasons[0] == "ConditionalCheckFailed":
+            # Both items are written together, so either condition failing means this poll is stored
+            # already. DynamoDB Local reports only the first failure it meets, in no fixed order.
+            if "ConditionalCheckFailed" in reasons:
                 return False
             raise
         return True

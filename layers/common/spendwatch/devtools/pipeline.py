@@ -77,6 +77,9 @@ def clear_parameter_caches() -> None:
     parameters.clear_caches()  # type: ignore[no-untyped-call]
     # Providers keep a boto3 client bound to the endpoint they were created with.
     parameters.base.DEFAULT_PROVIDERS.clear()  # type: ignore[attr-defined]
+    from spendwatch.aws import runtime  # noqa: PLC0415
+
+    runtime._config_provider = None  # the config source's own provider and its cache (one per container)
 
 
 def scheduled_event(root: Path, poll_time: datetime) -> dict[str, Any]:
