@@ -25,6 +25,8 @@ OPTIONAL = {
     ("urllib3.http2.connection", "h2.config"): "loaded only once urllib3.http2.probe found h2 installed",
     ("urllib3.http2.connection", "h2.connection"): "loaded only once urllib3.http2.probe found h2 installed",
     ("urllib3.http2.connection", "h2.events"): "loaded only once urllib3.http2.probe found h2 installed",
+    ("PIL.FpxImagePlugin", "olefile"): "Pillow's Image.init() imports each plugin under `except ImportError`",
+    ("PIL.MicImagePlugin", "olefile"): "Pillow's Image.init() imports each plugin under `except ImportError`",
     ("spendwatch.core.config_yaml", "yaml"): "only for YAML text, which runtime.parse_stored_config refuses first",
 }
 """(importing module, imported module) pairs that a static reading cannot see are never loaded, and why; a
