@@ -256,3 +256,16 @@ def test_period_previous_and_days() -> None:
     period = Period(datetime(2026, 11, 9, tzinfo=UTC), datetime(2026, 11, 16, tzinfo=UTC))
     assert period.previous.label == "2026-11-02 to 2026-11-08"
     assert len(period.days) == 7
+
+
+def test_period_total_counts_a_source_that_only_skipped_rows_as_read() -> None:
+    from spendwatch.core.snapshot import SourceFailure
+    from spendwatch.views.figures import period_total
+
+    snapshot = SeriesOrg().snapshot(NOW)
+    yesterday = Period(datetime(2026, 11, 20, tzinfo=UTC), datetime(2026, 11, 21, tzinfo=UTC))
+    noted = snapshot.model_copy(
+        update={"failures": (SourceFailure(source="costs", kind="skipped_rows", detail="1 cost result skipped"),)}
+    )
+    assert "costs" in noted.sources_ok
+    assert period_total(noted, yesterday) == period_total(snapshot, yesterday) is not None

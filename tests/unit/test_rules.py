@@ -31,6 +31,7 @@ from spendwatch.core.snapshot import (
     DailyCost,
     ProjectInfo,
     Snapshot,
+    SnapshotSummary,
     SourceFailure,
     SpendLimit,
     Subscription,
@@ -670,3 +671,16 @@ def test_low_balance_ignores_a_summary_built_from_declared_grants_alone() -> Non
     )
     snapshot = snap("1", credit_grants=(declared,), credit_summary=summary("100"))
     assert low_balance(snapshot, org("low_balance: {min_usd: 500}"), {}, now=WHEN) == []
+
+
+def test_monitor_health_a_streak_counts_real_failures_not_earlier_skipped_row_notes() -> None:
+    three = org("health: {failing_polls: 3}")
+    note = SourceFailure(source="costs", kind="skipped_rows", detail="1 cost result skipped")
+    earlier = [snap("1", when=WHEN - timedelta(hours=h), sources_ok=("costs",), failures=(note,)) for h in (1, 2)]
+    failed = SourceFailure(source="costs", kind="unavailable", detail="HTTP 503 after 4 attempts")
+    current = snap("1", failures=(failed,))
+    assert "health.source#costs" not in levels(monitor_health(current, three, earlier, now=WHEN))
+    # The same from the stored summaries the alerter reads.
+    summaries = [SnapshotSummary.of(s).as_history() for s in earlier]
+    assert all(s.failing == () for s in summaries)
+    assert "health.source#costs" not in levels(monitor_health(current, three, summaries, now=WHEN))

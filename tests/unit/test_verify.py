@@ -114,3 +114,17 @@ def test_verify_alarm_topic_subscriptions(subscriptions: list[dict[str, str]], l
     assert report.failed == (0 if lines[0].startswith("✓") else 1)
     if report.failed:
         assert "fix:" in out[1] and "aws sns subscribe --topic-arn" in out[1]
+
+
+def test_verify_a_source_that_only_skipped_rows_passes() -> None:
+    from spendwatch.cli.verify import Report, Verifier
+
+    lines: list[str] = []
+    report = Report(out=lines.append, marks=("ok", "FAIL"))
+    verifier = Verifier(aws=None, stack_name="spendwatch", report=report)  # type: ignore[arg-type]
+    note = {"source": "costs", "kind": "skipped_rows", "detail": "1 cost result skipped"}
+    verifier.explain_sources({"org_id": "sim", "sources_ok": ["costs"], "failures": [note]})
+    assert report.failed == 0 and lines[0].startswith("ok sim: OpenAI read with the deployed key: 1 sources OK")
+    refused = {"source": "spend_limit", "kind": "auth", "detail": "forbidden (403)"}
+    verifier.explain_sources({"org_id": "sim", "sources_ok": ["costs"], "failures": [note, refused]})
+    assert report.failed == 1 and any("spend_limit failed [auth]" in line for line in lines)

@@ -546,8 +546,6 @@ def spend_spike(snapshot: Snapshot, org: OrganizationConfig, series: dict[date, 
 
 KEY_FAILURE_KIND = "key"
 """As `poller.collect.KEY_FAILURE`: a failure its key condition reports (the alerter does not import the poller)."""
-SKIPPED_ROWS_KIND = "skipped_rows"
-"""As `poller.collect.SKIPPED_ROWS`: a note on a source that answered."""
 
 
 def monitor_health(
@@ -558,8 +556,7 @@ def monitor_health(
     """
     settings = org.rules.health
     observations = []
-    # A `skipped_rows` note is about a source that answered: it is not failing.
-    failing = {f.source: f for f in snapshot.failures if f.kind != SKIPPED_ROWS_KIND}
+    failing = {f.source: f for f in snapshot.failing}
     for source in sorted(set(failing) | set(snapshot.sources_ok)):
         failure = failing.get(source)
         if failure is None:
@@ -571,7 +568,7 @@ def monitor_health(
             continue  # the key's condition (below) already says what is wrong, at once
         streak = 1
         for earlier in prior:
-            if not any(f.source == source for f in earlier.failures):
+            if not any(f.source == source for f in earlier.failing):
                 break
             streak += 1
         if streak < settings.failing_polls:

@@ -83,9 +83,9 @@ def connected_message(
         lines.append(f"Budget: {format_usd(org.budget.monthly_usd)} a month, {share} used.")
     else:
         lines.append(f"Budget: {format_usd(org.budget.monthly_usd)} a month.")
-    if snapshot.failures:
-        failing = ", ".join(sorted({f.source for f in snapshot.failures}))
-        lines.append(f"Sources: {len(snapshot.sources_ok)} OK, {len(snapshot.failures)} failing ({failing}).")
+    if snapshot.failing:
+        failing = ", ".join(sorted({f.source for f in snapshot.failing}))
+        lines.append(f"Sources: {len(snapshot.sources_ok)} OK, {len(snapshot.failing)} failing ({failing}).")
     else:
         lines.append(f"Sources: all {len(snapshot.sources_ok)} OK.")
     lines.append(f"Next scheduled poll: {next_poll}.")

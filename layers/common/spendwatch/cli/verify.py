@@ -28,6 +28,7 @@ from typing import Any
 from spendwatch.cli.aws import Aws, AwsCallError, describe, error_code
 from spendwatch.core.errors import ConfigError
 from spendwatch.core.money import format_usd
+from spendwatch.core.snapshot import NOTE_KINDS
 
 DEFAULT_TIMEOUT_S = 120.0
 POLL_INTERVAL_S = 1.0
@@ -221,9 +222,12 @@ class Verifier:
     def explain_sources(self, answer: Mapping[str, Any]) -> None:
         """✓ or ✗ for what the poller could read, with the fix for each kind of key problem."""
         org_id = answer["org_id"]
-        failures = answer.get("failures") or []
-        conditions = set(answer.get("conditions") or [])
         ok = answer.get("sources_ok") or []
+        # A note on a source that answered (`skipped_rows`) is not a failure: verify passes.
+        failures = [
+            f for f in answer.get("failures") or [] if f.get("kind") not in NOTE_KINDS and f.get("source") not in ok
+        ]
+        conditions = set(answer.get("conditions") or [])
         spent = answer.get("month_to_date_usd")
         spent_text = f", month to date {format_usd(Decimal(str(spent)))}" if spent is not None else ""
         if not failures:

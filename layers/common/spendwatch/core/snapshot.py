@@ -81,6 +81,8 @@ class _Model(BaseModel):
     model_config = ConfigDict(frozen=True, extra="ignore", defer_build=True)
 
 
+NOTE_KINDS = frozenset({"skipped_rows"})
+"""`SourceFailure.kind`s that note something about a source that answered (it is in `sources_ok` too)."""
 DETAIL_MAX_CHARS = 1000
 """A failure's detail is cut here (a reply's own error text can be arbitrarily long)."""
 
@@ -236,6 +238,12 @@ class Snapshot(_Model):
     def data_through(self) -> date | None:
         """The last UTC day with a cost bucket; today's and yesterday's buckets are still provisional."""
         return self.daily_costs_usd[-1].day if self.daily_costs_usd else None
+
+    @property
+    def failing(self) -> tuple[SourceFailure, ...]:
+        """The failures proper: without the notes on sources that answered (`skipped_rows`), which every
+        reader of health (rules, history, digest, report, verify) must not count as a failing source."""
+        return tuple(f for f in self.failures if f.kind not in NOTE_KINDS and f.source not in self.sources_ok)
 
     def project_name(self, project_id: str) -> str:
         for project in self.projects:
@@ -408,7 +416,7 @@ class SnapshotSummary(_Model):
             collected_at=snapshot.collected_at,
             month_to_date_usd=snapshot.month_to_date_usd,
             sources_ok=snapshot.sources_ok,
-            failed_sources=tuple(f.source for f in snapshot.failures),
+            failed_sources=tuple(f.source for f in snapshot.failing),
             conditions=snapshot.conditions,
             verify=snapshot.verify,
         )
@@ -533,8 +541,8 @@ def history_is_enough(snapshot: Snapshot, newest_first: Sequence[Snapshot], sinc
     priors = [e for e in newest_first if e.org_id == snapshot.org_id and e.poll_time < snapshot.poll_time]
     if not priors:
         return False
-    failing = {f.source for f in snapshot.failures}
-    unbroken = {s for s in failing if all(any(f.source == s for f in p.failures) for p in priors)}
+    failing = {f.source for f in snapshot.failing}
+    unbroken = {s for s in failing if all(any(f.source == s for f in p.failing) for p in priors)}
     if unbroken:
         return False
     readable = _months_between(since, snapshot.poll_time) | {_month_before(month_of(since))}

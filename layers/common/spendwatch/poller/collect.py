@@ -87,7 +87,7 @@ of projects), the query again in pages of a week, then of a day."""
 POLL_GRACE_S = 0.25
 """After the poll's deadline, how long `collect_snapshot` still waits for workers to report: each request
 is cut at that deadline, so a worker normally reports its own (`deadline`) failure within this moment."""
-SKIPPED_ROWS = "skipped_rows"
+SKIPPED_ROWS = "skipped_rows"  # one of snapshot.NOTE_KINDS
 """`SourceFailure.kind` of a note on a source that succeeded but skipped rows the spec allows to lack what
 the figure needs (a cost result without `amount`); the source is also in `sources_ok`."""
 SKIPPED_SHOWN = 3

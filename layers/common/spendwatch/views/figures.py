@@ -52,11 +52,11 @@ ALERT_KEY_EXCLUDED = ("digest.", "health.watch")
 
 
 def source_failed(snapshot: Snapshot, source: str) -> bool:
-    return any(f.source == source for f in snapshot.failures)
+    return any(f.source == source for f in snapshot.failing)
 
 
 def failure_detail(snapshot: Snapshot, source: str) -> str | None:
-    for failure in snapshot.failures:
+    for failure in snapshot.failing:
         if failure.source == source:
             return f"{failure.kind}: {failure.detail}"
     return None
@@ -425,15 +425,15 @@ class Health:
 def health(newest: Snapshot | None, polls: Sequence[Snapshot], alerts_sent: int | None) -> Health:
     counts: dict[str, int] = {}
     for poll in polls:
-        for failure in poll.failures:
+        for failure in poll.failing:
             counts[failure.source] = counts.get(failure.source, 0) + 1
     return Health(
         newest.poll_time if newest is not None else None,
         len(newest.sources_ok) if newest is not None else 0,
-        tuple((f.source, f"{f.kind}: {f.detail}") for f in newest.failures) if newest is not None else (),
+        tuple((f.source, f"{f.kind}: {f.detail}") for f in newest.failing) if newest is not None else (),
         tuple(newest.conditions) if newest is not None else (),
         len(polls),
-        sum(1 for poll in polls if poll.failures),
+        sum(1 for poll in polls if poll.failing),
         tuple(sorted(counts.items(), key=lambda item: (-item[1], item[0]))),
         alerts_sent,
     )

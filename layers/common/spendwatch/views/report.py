@@ -277,7 +277,7 @@ def _usage(snapshot: Snapshot | None) -> str:
     heading = "<h3>Usage of every type, month to date</h3>"
     if snapshot is None or not snapshot.usage:
         return heading + '<p class="muted">No usage was read.</p>'
-    failed = [f.source for f in snapshot.failures if f.source.startswith("usage_")]
+    failed = [f.source for f in snapshot.failing if f.source.startswith("usage_")]
     note = _note(f"Not read in the latest poll: {', '.join(failed)}.") if failed else ""
     return heading + note + "".join(_usage_type(snapshot, kind) for kind in sorted(snapshot.usage))
 
