@@ -74,7 +74,7 @@ def test_poll_cli_failed_sources_are_listed_and_exit_zero(tmp_path: Path, server
     assert done.returncode == 0
     assert snapshot["conditions"] == [SESSION_KEY_REJECTED]
     assert [f["source"] for f in snapshot["failures"]] == ["credit_grants", "subscription"]
-    assert "failed [auth] session key expired or rejected (401)" in done.stderr
+    assert "failed [key] session key expired or rejected (401)" in done.stderr
     assert "credit_grants, subscription" in done.stderr
 
 
