@@ -157,7 +157,7 @@ def test_monitor_of_the_monitor_alarms_stay(translated: dict[str, Any]) -> None:
 
 def test_custom_metric_dimensions_stay_low_cardinality() -> None:
     """`DeliveryFailures` carries `service` and a `reason` from a bounded set, never an org or project."""
-    from spendwatch.channels.senders import KNOWN_REASONS, metric_reason
+    from spendwatch.channels.reasons import KNOWN_REASONS, metric_reason
 
     assert metric_reason("invalid_auth") == "invalid_auth"
     assert metric_reason("org-acme-project-123") == "other"

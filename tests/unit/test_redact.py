@@ -192,7 +192,8 @@ def test_scrubbing_stream_finds_a_secret_split_across_writes() -> None:
 
 def test_senders_never_carry_a_registered_secret_to_the_receiver() -> None:
     from spendwatch.alerter.notices import notice_message
-    from spendwatch.channels.senders import EmailSender, SlackCredentials, SlackReply, SlackSender
+    from spendwatch.channels.email import EmailSender
+    from spendwatch.channels.slack import SlackCredentials, SlackReply, SlackSender
 
     sent: list[object] = []
 

@@ -12,10 +12,9 @@ from typing import Any
 import pytest
 
 from spendwatch.alerter.notices import FallbackEvent, FallbackSender, notice_message, notify_on_change
-from spendwatch.alerter.render import Message
 from spendwatch.aws.runtime import SsmConfigSource
 from spendwatch.aws.store import ClaimLostError
-from spendwatch.core.alerts import AlertState
+from spendwatch.core.alerts import AlertState, Message
 from spendwatch.core.errors import ConfigError, DeliveryError, DeliveryUnknownError
 
 NOW = datetime(2026, 11, 21, 23, 0, tzinfo=UTC)

@@ -16,14 +16,17 @@ from datetime import datetime
 from typing import Any
 
 from spendwatch.alerter.nflog import RESEND_AFTER_S, NotificationLog, record_after_send, resend_deadline
-from spendwatch.alerter.render import HEADER_LIMIT, SECTION_LIMIT, Message, escape, escape_plain, truncate, untrusted
+from spendwatch.alerter.render import HEADER_LIMIT, SECTION_LIMIT, escape, escape_plain
 from spendwatch.aws.store import ClaimLostError
-from spendwatch.channels.senders import EmailPayload, Sender, metric_reason
-from spendwatch.core.alerts import AlertState
+from spendwatch.channels.base import Sender
+from spendwatch.channels.email import EmailPayload
+from spendwatch.channels.reasons import metric_reason
+from spendwatch.core.alerts import AlertState, Message
 from spendwatch.core.config import ChannelConfig, OrganizationConfig, SpendwatchConfig
 from spendwatch.core.errors import DeliveryError, DeliveryUnknownError
 from spendwatch.core.observability import logger, metrics
 from spendwatch.core.remedies import delivery_fix
+from spendwatch.core.text import truncate, untrusted
 
 NOTICE_RETENTION_DAYS = 400
 SenderFactory = Callable[[str, ChannelConfig], Sender]

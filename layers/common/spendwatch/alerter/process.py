@@ -17,12 +17,13 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from spendwatch.alerter.decide import Action, NotifyPolicy, Reason, should_notify
+from spendwatch.alerter.decide import Action, NotifyPolicy, should_notify
 from spendwatch.alerter.nflog import RESEND_AFTER_S, NotificationLog, record_after_send, resend_deadline
-from spendwatch.alerter.render import Alert, EmailContent, Message, build_message, render_email
-from spendwatch.alerter.rules import RULE_SECTION, Observation, evaluate
+from spendwatch.alerter.render import build_message, render_email
+from spendwatch.alerter.rules import RULE_SECTION, evaluate
 from spendwatch.aws.store import ClaimLostError
-from spendwatch.channels.senders import Sender
+from spendwatch.channels.base import Sender
+from spendwatch.core.alerts import Alert, EmailContent, Message, Observation, Reason
 from spendwatch.core.config import ChannelConfig, EmailChannelConfig, OrganizationConfig, SpendwatchConfig
 from spendwatch.core.errors import DeliveryError, DeliveryUnknownError
 from spendwatch.core.observability import logger

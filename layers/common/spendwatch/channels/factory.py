@@ -14,14 +14,11 @@ from pydantic import Field
 
 from spendwatch.aws.runtime import _Env
 from spendwatch.aws.secrets import SecretSource
-from spendwatch.channels.senders import (
-    SES_CONNECT_TIMEOUT_S,
-    SES_READ_TIMEOUT_S,
+from spendwatch.channels.base import Pacer, Sender
+from spendwatch.channels.email import SES_CONNECT_TIMEOUT_S, SES_READ_TIMEOUT_S, EmailSender
+from spendwatch.channels.slack import (
     SLACK_CONNECT_TIMEOUT_S,
     SLACK_TIMEOUT_S,
-    EmailSender,
-    Pacer,
-    Sender,
     SlackCredentials,
     SlackSender,
     SlackTransport,

@@ -1,13 +1,28 @@
-"""Alert state: the notification log entry of one alert on one channel (Alertmanager's nflog analogue).
+"""The alert model: observations, alerts, the medium-neutral content of a message, and alert state.
 
-Pure data shared by the decision logic and the store; no I/O here.
+Pure data shared by the rules and decision logic (alerter), the channels that render and deliver it,
+and the store; no I/O here. It lives in core so that the alerter and the channels both import it
+without an import running back up the layers (tests/unit/test_layers.py).
+
+- `Observation`: what a rule found for one alert key (level, facts, labels);
+- `Reason`: why a notification is sent; `Alert`: an observation with its reason and level;
+- `Content`: what a message says, as raw (unescaped) text, from which every channel renders its medium;
+- `Message`: a message as built for Slack, carrying its `Content`, alerts, snapshot and org, so that
+  any other channel renders the same content in its own format;
+- `AlertState`: the notification log entry of one alert on one channel (Alertmanager's nflog analogue).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
+from enum import StrEnum
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from spendwatch.core.config import OrganizationConfig
+    from spendwatch.core.snapshot import Snapshot
 
 RESEND_AFTER_S = 3600
 """How long an unconfirmed message waits before its one re-send (and how long a held claim lasts): long
@@ -41,3 +56,85 @@ class AlertState:
 
     def claim_live(self, now: datetime) -> bool:
         return self.pending_until is not None and self.pending_until >= now.timestamp()
+
+
+@dataclass(frozen=True)
+class Observation:
+    rule_id: str
+    key: str
+    """Stable identity of the alert in the notification log, scoped to its period."""
+    level: Decimal | None
+    """The highest threshold currently crossed, or None when the condition does not hold."""
+    summary: str
+    facts: dict[str, Decimal | str] = field(default_factory=dict)
+    hold_level: Decimal | None = None
+    """The highest threshold still held by the hysteresis margin (>= level); None: no hysteresis."""
+    labels: tuple[tuple[Decimal, str], ...] = ()
+    """How each level of a ladder reads in a message, e.g. (80, "80.0%") or (64.5, "$322.50")."""
+    collapse_key: str | None = None
+    """Alerts sharing this key in one message are shown as one line: the one with the highest `urgency`."""
+    urgency: int = 0
+
+    def label(self, level: Decimal | None) -> str | None:
+        for value, text in self.labels:
+            if value == level:
+                return text
+        return None
+
+
+class Reason(StrEnum):
+    FIRST_CROSSING = "first_crossing"
+    HIGHER_THRESHOLD = "higher_threshold"
+    REPEAT_DUE = "repeat_due"
+    RESOLVED = "resolved"
+    SILENCED = "silenced"
+
+
+@dataclass(frozen=True)
+class Alert:
+    """One notification-worthy change, ready to render."""
+
+    observation: Observation
+    reason: Reason
+    level: Decimal | None
+
+
+@dataclass(frozen=True)
+class Message:
+    title: str
+    lines: tuple[str, ...]
+    """Alert lines, already escaped for Slack mrkdwn."""
+    text: str
+    blocks: tuple[dict[str, Any], ...]
+    snapshot: Snapshot | None = None
+    """What the message was built from, so another channel (e-mail) can render the same content."""
+    alerts: tuple[Alert, ...] = ()
+    org: OrganizationConfig | None = None
+    raw_title: str | None = None
+    """A notice's title as raw text (not escaped for Slack), so e-mail renders it without Slack's escaping."""
+    raw_lines: tuple[str, ...] = ()
+    """A notice's lines (and context) as raw text."""
+    content: Content | None = None
+    """What an alert message says, medium-neutral: the channels other than Slack render from it."""
+
+
+@dataclass(frozen=True)
+class EmailContent:
+    subject: str
+    text: str
+    html: str
+
+
+@dataclass(frozen=True)
+class Content:
+    """What a message says, as raw (unescaped) text; each rendering escapes for its medium."""
+
+    title: str
+    lines: tuple[str, ...]
+    figures: tuple[tuple[str, str], ...] = ()
+    spark: str | None = None
+    trend_caption: str | None = None
+    top_projects: tuple[str, ...] = ()
+    top_line_items: tuple[str, ...] = ()
+    freshness: str = ""
+    resolved_only: bool = False

@@ -89,8 +89,9 @@ class DigestApp:
     def from_environment(cls) -> DigestApp:
         from spendwatch.aws.secrets import SsmSecrets  # noqa: PLC0415
         from spendwatch.aws.store import AlertStateStore, SnapshotStore  # noqa: PLC0415
+        from spendwatch.channels.base import Pacer  # noqa: PLC0415
+        from spendwatch.channels.email import default_ses_client  # noqa: PLC0415
         from spendwatch.channels.factory import sender_factory  # noqa: PLC0415
-        from spendwatch.channels.senders import Pacer, default_ses_client  # noqa: PLC0415
         from spendwatch.digest.delivery import DigestSlackTransport, InlineImageSes  # noqa: PLC0415
 
         env = DigestEnv.from_environ()

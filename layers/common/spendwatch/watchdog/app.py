@@ -24,15 +24,15 @@ from spendwatch.alerter.notices import (
     record_delivery_failure,
 )
 from spendwatch.alerter.notices import with_fallback as _with_fallback
-from spendwatch.alerter.render import untrusted
 from spendwatch.aws.runtime import SsmConfigSource, WatchdogEnv, utc_now
 from spendwatch.aws.secrets import SsmSecrets
+from spendwatch.channels.base import Pacer
 from spendwatch.channels.factory import sender_factory
-from spendwatch.channels.senders import Pacer
 from spendwatch.core.config import OrganizationConfig, SpendwatchConfig
 from spendwatch.core.errors import DeliveryError
 from spendwatch.core.observability import logger
 from spendwatch.core.snapshot import isoformat_utc, parse_utc
+from spendwatch.core.text import untrusted
 
 STALE_KEY = "health.stale#org"
 WATCH_KEY = "health.watch#org"
