@@ -90,6 +90,7 @@ def test_watchdog_role_is_least_privilege(translated: dict[str, Any]) -> None:
     assert len(ssm) == 1 and actions(ssm[0]) == {"ssm:GetParameter"}
     assert [r["Fn::Sub"].split(":parameter", 1)[1] for r in ssm[0]["Resource"]] == [
         "/${SsmParameterPrefix}/slack/*",
+        "/${SsmParameterPrefix}/channels/*",
         "${ConfigParameterName}",
     ], "Slack credentials and the config, never an OpenAI key"
     assert not any(mentions(s["Resource"], "AlerterDeadLetterQueue") for s in statements(role))

@@ -310,15 +310,24 @@ def parameter_arn(name: str) -> str:
 @pytest.fixture(scope="module")
 def default_names() -> dict[str, str]:
     """The parameter names spendwatch.core.config uses when the config names none."""
-    from spendwatch.core.config import OrganizationConfig, SlackChannelConfig
+    from spendwatch.core.config import (
+        OrganizationConfig,
+        PagerDutyChannelConfig,
+        SlackChannelConfig,
+        WebhookChannelConfig,
+    )
 
     org = OrganizationConfig(id="org-1", name="Org 1")
     slack = SlackChannelConfig(type="slack")
+    hook = WebhookChannelConfig(type="webhook", url="https://example.com/hook")
+    pagerduty = PagerDutyChannelConfig(type="pagerduty")
     return {
         "admin_key": org.admin_key_ref().parameter,
         "session_key": org.session_key_ref().parameter,
         "webhook_url": slack.webhook_url.parameter,
         "bot_token": slack.bot_token.parameter,
+        "signing_secret": hook.signing_secret.parameter,
+        "routing_key": pagerduty.routing_key.parameter,
     }
 
 
@@ -331,6 +340,8 @@ def test_default_parameter_names_are_the_documented_ones(
         "session_key": f"/{prefix}/org-1/openai-session-key",
         "webhook_url": f"/{prefix}/slack/webhook-url",
         "bot_token": f"/{prefix}/slack/bot-token",
+        "signing_secret": f"/{prefix}/channels/webhook-signing-secret",
+        "routing_key": f"/{prefix}/channels/pagerduty-routing-key",
     }
 
 
@@ -338,9 +349,9 @@ def test_default_parameter_names_are_the_documented_ones(
     ("function", "readable"),
     [
         ("PollerFunction", {"admin_key", "session_key"}),
-        ("AlerterFunction", {"webhook_url", "bot_token"}),
-        ("WatchdogFunction", {"webhook_url", "bot_token"}),
-        ("DigestFunction", {"webhook_url", "bot_token"}),
+        ("AlerterFunction", {"webhook_url", "bot_token", "signing_secret", "routing_key"}),
+        ("WatchdogFunction", {"webhook_url", "bot_token", "signing_secret", "routing_key"}),
+        ("DigestFunction", {"webhook_url", "bot_token", "signing_secret", "routing_key"}),
     ],
 )
 def test_ssm_reads_are_limited_to_each_functions_own_secrets(

@@ -352,6 +352,7 @@ def build_content(
         top_line_items=_top(snapshot.costs_by_line_item_usd, snapshot, projects=False),
         freshness=freshness(snapshot, now),
         resolved_only=resolved_only,
+        alert_lines=tuple((a.observation.key, describe(a)) for a in alerts),
     )
 
 

@@ -31,19 +31,6 @@ PROVISIONAL_DAYS = 2
 MIN_BASELINE_DAYS = 3
 """Fewest settled days a spike baseline or a burn rate is computed from."""
 
-RULE_SECTION = {
-    "budget.actual": "budget",
-    "budget.forecast": "forecast",
-    "hard_limit": "hard_limit",
-    "grant.expiry": "grant_expiry",
-    "low_balance": "low_balance",
-    "low_balance.runway": "low_balance",
-    "spike": "spike",
-    "health.source": "health",
-    "health.condition": "health",
-    "health.admin_key": "health",
-}
-"""Rule id -> the `rules:` config section (and silence `rule:` name) that governs it."""
 
 INFORMATIONAL_CONDITIONS = frozenset({"snapshot_trimmed"})
 """Conditions a snapshot reports that are not a monitor problem, so they never alert."""

@@ -32,7 +32,7 @@ from typing import Protocol
 from urllib.parse import urlsplit
 
 from spendwatch.core.alerts import Message
-from spendwatch.core.errors import DeliveryError
+from spendwatch.core.errors import DeliveryError, DeliveryUnknownError
 
 DEFAULT_TIMEOUT_S = 10.0
 """A whole HTTP request (connect, send, answer) must finish within this, and within the time left."""
@@ -242,3 +242,120 @@ def retry_after(headers: object) -> float | None:
             except (TypeError, ValueError):
                 return None
     return None
+
+
+# ---------------------------------------------------------------------------------------------------
+# one JSON-over-HTTP delivery with the three outcomes (webhook, Teams, PagerDuty)
+# ---------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class HttpRequest:
+    url: str
+    body: bytes
+    headers: dict[str, str]
+
+    def __repr__(self) -> str:  # the URL (a Teams or webhook path) and headers may carry credentials
+        return f"HttpRequest(<{len(self.body)} bytes>)"
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """How a receiver's answer reads: `ok`, `unknown` (may have been acted on: never retried),
+    `rate_limited`, `transient`, `auth` (re-read the secret once) or `permanent`; `reason` names it."""
+
+    kind: str
+    reason: str
+    retry_after: float | None = None
+
+
+def http_verdict(answer: HttpAnswer, *, ok: frozenset[int] = frozenset({200, 201, 202, 204})) -> Verdict:
+    """The usual reading of an HTTP status: 2xx delivered, 504 unknown, 429 and other 5xx retried,
+    401/403 a credential to re-read, any other 4xx a refusal that will not change on retry."""
+    status = answer.status
+    if status in ok:
+        return Verdict("ok", "ok")
+    reason = f"http_{status}"
+    if status == 504:
+        return Verdict("unknown", reason)
+    if status == 429:
+        return Verdict("rate_limited", reason, retry_after(answer.headers))
+    if status >= 500 or status == 408:
+        return Verdict("transient", reason, retry_after(answer.headers))
+    if status in {401, 403}:
+        return Verdict("auth", reason)
+    return Verdict("permanent", reason)
+
+
+def deliver_http(
+    channel: str,
+    receiver: str,
+    build: Callable[[bool], HttpRequest],
+    *,
+    classify: Callable[[HttpAnswer], Verdict] = http_verdict,
+    remaining_s: Callable[[], float],
+    sleep: Callable[[float], None] = time.sleep,
+    pacer: Pacer | None = None,
+    pace_key: str = "",
+    max_attempts: int = 3,
+    timeout_s: float = DEFAULT_TIMEOUT_S,
+    connect_timeout_s: float = DEFAULT_CONNECT_TIMEOUT_S,
+) -> int:
+    """POST what `build(refetch)` returns until the receiver confirms it; returns the attempts made.
+
+    `build` is called before every attempt (a signature carries the time of the attempt) with `True`
+    once after the receiver refused the credential (read past the secret cache: it may have been
+    rotated). Provable non-delivery is retried with back-off (1 s, 2 s, …) and a 429 after its
+    `Retry-After`, both only within the time left; an unknown outcome raises `DeliveryUnknownError` at
+    once; a refusal raises a permanent `DeliveryError`. `receiver` names the service in errors; the URL
+    never appears in them.
+    """
+    refetched = False
+    transient = 0
+    attempts = 0
+    request = build(False)
+    while True:
+        if pacer is not None:
+            pacer.wait(pace_key, remaining_s, channel)
+        attempts += 1
+        timeout = max(min(MIN_HTTP_TIMEOUT_S, timeout_s), min(timeout_s, remaining_s()))
+        try:
+            answer = post_once(
+                request.url, request.body, request.headers, timeout_s=timeout, connect_timeout_s=connect_timeout_s
+            )
+            verdict = classify(answer)
+        except NotSentError as exc:
+            verdict = Verdict("permanent" if exc.reason == "invalid_url" else "transient", exc.reason)
+        except OutcomeUnknownError as exc:
+            verdict = Verdict("unknown", exc.reason)
+        if verdict.kind in {"ok", "unknown"} and pacer is not None:
+            pacer.mark(pace_key)
+        if verdict.kind == "ok":
+            return attempts
+        if verdict.kind == "unknown":
+            raise DeliveryUnknownError(
+                channel,
+                f"{receiver} did not confirm the message ({verdict.reason}); it may have been delivered, so it is "
+                "not retried now",
+                reason=verdict.reason,
+            )
+        if verdict.kind == "auth" and not refetched:
+            refetched = True
+            request = build(True)
+            continue
+        if verdict.kind in {"auth", "permanent"}:
+            raise DeliveryError(
+                channel, f"{receiver} refused the message ({verdict.reason})", retryable=False, reason=verdict.reason
+            )
+        if verdict.kind == "rate_limited":
+            wait = verdict.retry_after if verdict.retry_after is not None else 1.0
+        else:
+            transient += 1
+            wait = float(2 ** (transient - 1))
+        if attempts >= max_attempts or wait >= remaining_s():
+            raise DeliveryError(
+                channel,
+                f"{receiver} unavailable ({verdict.reason}) after {attempts} attempt(s)",
+                retryable=True,
+                reason=verdict.reason,
+            )
+        sleep(wait)
+        request = build(False)

@@ -14,8 +14,9 @@ from pydantic import Field
 
 from spendwatch.aws.runtime import _Env
 from spendwatch.aws.secrets import SecretSource
-from spendwatch.channels.base import Pacer, Sender
+from spendwatch.channels.base import DEFAULT_CONNECT_TIMEOUT_S, DEFAULT_TIMEOUT_S, Pacer, Sender
 from spendwatch.channels.email import SES_CONNECT_TIMEOUT_S, SES_READ_TIMEOUT_S, EmailSender
+from spendwatch.channels.pagerduty import PagerDutySender
 from spendwatch.channels.slack import (
     SLACK_CONNECT_TIMEOUT_S,
     SLACK_TIMEOUT_S,
@@ -23,7 +24,14 @@ from spendwatch.channels.slack import (
     SlackSender,
     SlackTransport,
 )
-from spendwatch.core.config import ChannelConfig, EmailChannelConfig, SlackChannelConfig
+from spendwatch.channels.webhook import WebhookSender
+from spendwatch.core.config import (
+    ChannelConfig,
+    EmailChannelConfig,
+    PagerDutyChannelConfig,
+    SlackChannelConfig,
+    WebhookChannelConfig,
+)
 from spendwatch.core.errors import DeliveryError
 
 _Seconds = Annotated[float, Field(gt=0, le=60)]
@@ -36,6 +44,9 @@ class DeliveryTimeouts(_Env):
     spendwatch_slack_connect_timeout_s: _Seconds = SLACK_CONNECT_TIMEOUT_S
     spendwatch_ses_connect_timeout_s: _Seconds = SES_CONNECT_TIMEOUT_S
     spendwatch_ses_read_timeout_s: _Seconds = SES_READ_TIMEOUT_S
+    spendwatch_http_timeout_s: _Seconds = DEFAULT_TIMEOUT_S
+    """webhook, Teams and PagerDuty: the whole request"""
+    spendwatch_http_connect_timeout_s: _Seconds = DEFAULT_CONNECT_TIMEOUT_S
 
 
 SenderBuilder = Callable[[str, ChannelConfig], Sender]
@@ -93,6 +104,30 @@ def sender_factory(
                 connect_timeout_s=timeouts.spendwatch_ses_connect_timeout_s,
                 read_timeout_s=timeouts.spendwatch_ses_read_timeout_s,
                 **extra,  # type: ignore[arg-type]
+            )
+        http = {
+            "remaining_s": remaining_s,
+            "pacer": pacer,
+            "timeout_s": timeouts.spendwatch_http_timeout_s,
+            "connect_timeout_s": timeouts.spendwatch_http_connect_timeout_s,
+        }
+        if isinstance(channel, WebhookChannelConfig):
+            ref = channel.signing_secret
+            return WebhookSender(
+                name,
+                url=channel.url,
+                signing_secret=lambda force: secrets.get(ref, force_fetch=force),
+                headers=channel.headers,
+                **http,  # type: ignore[arg-type]
+            )
+        if isinstance(channel, PagerDutyChannelConfig):
+            key_ref = channel.routing_key
+            return PagerDutySender(
+                name,
+                routing_key=lambda force: secrets.get(key_ref, force_fetch=force),
+                events_url=channel.events_url,
+                min_severity=channel.min_severity,
+                **{**http, "pacer": None},  # type: ignore[arg-type] # its own pacer: 2 events a second per key
             )
         raise DeliveryError(
             name,

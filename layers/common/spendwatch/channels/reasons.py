@@ -8,9 +8,12 @@ from __future__ import annotations
 
 from spendwatch.channels.base import GENERIC_REASONS, NOT_SENT_REASONS, UNKNOWN_OUTCOME_REASONS
 from spendwatch.channels.email import SES_REASONS
+from spendwatch.channels.pagerduty import PAGERDUTY_REASONS
 from spendwatch.channels.slack import SLACK_REASONS
 
-KNOWN_REASONS = GENERIC_REASONS | NOT_SENT_REASONS | UNKNOWN_OUTCOME_REASONS | SLACK_REASONS | SES_REASONS
+KNOWN_REASONS = (
+    GENERIC_REASONS | NOT_SENT_REASONS | UNKNOWN_OUTCOME_REASONS | SLACK_REASONS | SES_REASONS | PAGERDUTY_REASONS
+)
 
 
 def metric_reason(reason: str) -> str:

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 from enum import StrEnum
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 if TYPE_CHECKING:
     from spendwatch.core.config import OrganizationConfig
@@ -138,3 +138,55 @@ class Content:
     top_line_items: tuple[str, ...] = ()
     freshness: str = ""
     resolved_only: bool = False
+    alert_lines: tuple[tuple[str, str], ...] = ()
+    """(alert key, what changed as one line of raw text) for every alert, collapsed ones included: what a
+    channel that reports alerts one by one (PagerDuty, a webhook) says about each"""
+
+
+RULE_SECTION = {
+    "budget.actual": "budget",
+    "budget.forecast": "forecast",
+    "hard_limit": "hard_limit",
+    "grant.expiry": "grant_expiry",
+    "low_balance": "low_balance",
+    "low_balance.runway": "low_balance",
+    "spike": "spike",
+    "health.source": "health",
+    "health.condition": "health",
+    "health.admin_key": "health",
+}
+"""Rule id -> the `rules:` config section (and silence `rule:` name) that governs it."""
+
+
+Severity = Literal["info", "warning", "error", "critical"]
+SEVERITIES: tuple[Severity, ...] = ("info", "warning", "error", "critical")
+"""Lowest first; the names are PagerDuty's Events v2 severities."""
+
+_RULE_SEVERITY: dict[str, Severity] = {
+    "budget.forecast": "warning",
+    "hard_limit": "critical",
+    "grant.expiry": "warning",
+    "low_balance": "error",
+    "low_balance.runway": "error",
+    "spike": "warning",
+    "health.source": "error",
+    "health.condition": "error",
+    "health.admin_key": "error",
+}
+BUDGET_ERROR_PERCENT = Decimal(100)
+"""A budget's thresholds below 100 % are warnings; 100 % and above (the budget spent) are errors."""
+
+
+def severity_of(rule_id: str, level: Decimal | None) -> Severity:
+    """How serious an alert of `rule_id` at `level` is: the one place severities are set (docs/rules.md).
+
+    Budgets are a ladder: below 100 % of the budget a warning, from 100 % (the budget is spent) an error.
+    Every other rule has one severity; the hard limit is the only critical one (requests start failing).
+    """
+    if rule_id == "budget.actual":
+        return "error" if level is not None and level >= BUDGET_ERROR_PERCENT else "warning"
+    return _RULE_SEVERITY.get(rule_id, "warning")
+
+
+def highest(*severities: Severity) -> Severity:
+    return max(severities, key=SEVERITIES.index)

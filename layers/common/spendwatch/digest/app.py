@@ -137,7 +137,13 @@ class DigestApp:
         self, org: OrganizationConfig, config: SpendwatchConfig, now: datetime, remaining_s: Callable[[], float]
     ) -> list[DigestResult]:
         due = [(entry, due_period(entry, now)) for entry in org.digests]
-        wanted = [(d, channel) for entry, d in due for channel in digest_channels(entry, org)]
+        # A digest is a summary, not an incident: it never pages (PagerDuty channels carry alerts only).
+        wanted = [
+            (d, channel)
+            for entry, d in due
+            for channel in digest_channels(entry, org)
+            if config.channels[channel].type != "pagerduty"
+        ]
         if not wanted:
             return []
         states = self.states.get_many(org.id, [log_key(d, channel) for d, channel in wanted])
