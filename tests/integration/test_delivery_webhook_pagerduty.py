@@ -1,4 +1,4 @@
-"""The webhook and PagerDuty channels against local receivers that speak their wire formats.
+"""The webhook, PagerDuty and Teams channels against local receivers that speak their wire formats.
 
 The webhook receiver verifies the signature as a real receiver does (HMAC over timestamp and body,
 constant-time compare, replay window); the PagerDuty endpoint validates every event against Events v2
@@ -19,12 +19,13 @@ from spendwatch.alerter.process import process_snapshot
 from spendwatch.aws.secrets import EnvSecrets
 from spendwatch.channels.factory import sender_factory
 from spendwatch.channels.pagerduty import PagerDutySender
+from spendwatch.channels.teams import TeamsSender
 from spendwatch.channels.webhook import WebhookSender
 from spendwatch.core.alerts import Reason
 from spendwatch.core.config import parse_config
 from spendwatch.core.errors import DeliveryError, DeliveryUnknownError
 from spendwatch.devtools.fake_openai import FakeOpenAI
-from spendwatch.devtools.fake_receivers import FakePagerDuty, WebhookReceiver
+from spendwatch.devtools.fake_receivers import FakePagerDuty, FakeTeams, WebhookReceiver
 from spendwatch.devtools.pipeline import LocalPipeline
 from tests.unit.test_alerting import WHEN, MemoryStates, snap
 from tests.unit.test_channels_payloads import budget, message
@@ -229,3 +230,54 @@ channels:
     pipeline.poll(POLL_TIME)  # the same poll again: an idempotent snapshot, no new alert
     pipeline.deliver()
     assert len(receiver.documents) == 1 and len(pagerduty.events) == events
+
+
+# --- Teams -----------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def teams() -> Iterator[FakeTeams]:
+    with FakeTeams() as server:
+        yield server
+
+
+def teams_sender(urls: list[str]) -> TeamsSender:
+    """A sender whose stored URL is `urls[0]`, and `urls[1]` once re-read (a regenerated workflow URL)."""
+    reads: list[bool] = []
+
+    def url(force: bool) -> str:
+        reads.append(force)
+        return urls[1] if force and len(urls) > 1 else urls[0]
+
+    return TeamsSender("teams", webhook_url=url, sleep=lambda s: None, timeout_s=0.5, connect_timeout_s=0.5)
+
+
+def test_teams_posts_a_valid_adaptive_card(teams: FakeTeams) -> None:
+    teams_sender([teams.url]).send(message(budget(Decimal(100))))
+    [card] = teams.cards
+    assert teams.invalid == [] and card["type"] == "AdaptiveCard"
+
+
+def test_teams_a_regenerated_url_is_read_again_once(teams: FakeTeams) -> None:
+    stale = teams.url.replace(teams.sig, "old-signature")
+    sender = teams_sender([stale, teams.url])
+    sender.send(message(budget(None)))
+    assert sender.attempts == 2 and len(teams.cards) == 1
+
+
+def test_teams_a_revoked_url_fails_permanently_without_naming_it(teams: FakeTeams) -> None:
+    stale = teams.url.replace(teams.sig, "old-signature")
+    with pytest.raises(DeliveryError) as caught:
+        teams_sender([stale]).send(message(budget(None)))
+    assert caught.value.reason == "http_401" and not caught.value.retryable
+    assert "old-signature" not in str(caught.value) and teams.root_url not in str(caught.value)
+
+
+def test_teams_throttled_then_delivered_once_and_a_late_answer_is_unknown(teams: FakeTeams) -> None:
+    teams.fail_next(1, status=429, retry_after=0)
+    teams_sender([teams.url]).send(message(budget(None)))
+    assert len(teams.cards) == 1
+    teams.answer_late(1, delay_s=2)
+    with pytest.raises(DeliveryUnknownError):
+        teams_sender([teams.url]).send(message(budget(Decimal(100))))
+    assert len(teams.cards) == 2

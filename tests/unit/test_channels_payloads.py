@@ -6,15 +6,17 @@ import json
 from datetime import UTC, datetime
 from decimal import Decimal
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from spendwatch.alerter.notices import notice_message
 from spendwatch.alerter.render import build_message
 from spendwatch.channels.pagerduty import SUMMARY_LIMIT, dedup_key, pagerduty_events
+from spendwatch.channels.teams import MAX_CARD_BYTES, escape_card, teams_payload
 from spendwatch.channels.webhook import event_id, sign, verify_signature, webhook_payload
 from spendwatch.core.alerts import Alert, Message, Observation, Reason
-from spendwatch.devtools.fake_receivers import document_problem, event_errors
+from spendwatch.devtools.fake_receivers import card_errors, document_problem, event_errors
 from tests.unit.test_alerting import snap
 
 NOW = datetime(2026, 11, 21, 23, 5, tzinfo=UTC)
@@ -117,3 +119,44 @@ def test_pagerduty_summary_is_cut_at_1024_and_a_long_key_is_hashed_within_255() 
     long_key = dedup_key("acme", "budget.actual#line_item:" + "z" * 400 + "#2026-11")
     assert len(long_key) <= 255 and long_key.startswith("spendwatch:acme:sha256:")
     assert dedup_key("acme", "budget.actual#line_item:" + "z" * 400 + "#2026-11") == long_key
+
+
+# --- Teams ----------------------------------------------------------------------------------------
+
+
+def test_teams_card_has_the_same_figures_as_the_slack_message_and_passes_the_card_checks() -> None:
+    msg = message(budget(Decimal(100)))
+    payload = teams_payload(msg)
+    assert card_errors(payload) == []
+    card = payload["attachments"][0]["content"]
+    [facts] = [e for e in card["body"] if e["type"] == "FactSet"]
+    assert msg.content is not None
+    assert [(f["title"], f["value"]) for f in facts["facts"]] == [
+        (escape_card(label), escape_card(value)) for label, value in msg.content.figures
+    ]
+    assert "Spent this month" in [f["title"] for f in facts["facts"]]
+    assert card["actions"][0]["url"] == "https://platform.openai.com/usage"
+
+
+@pytest.mark.parametrize(
+    ("name", "forbidden"),
+    [
+        ("**bold** [click](https://evil.example)", ["**", "[click]", "](https"]),
+        ("_x_ `code`", ["_x_", "`"]),
+        ("- listed", []),
+        ("Acme\u202eevil\nnext", ["\u202e", "\n"]),
+    ],
+)
+def test_teams_untrusted_names_cannot_format_link_or_break_lines(name: str, forbidden: list[str]) -> None:
+    escaped = escape_card(name)
+    assert all(f not in escaped for f in forbidden)
+    assert not escaped.startswith("- ")
+    assert escape_card("1. item").startswith("1\u2024")
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.text(min_size=1, max_size=400))
+def test_teams_any_name_makes_a_valid_card_within_the_size_limit(name: str) -> None:
+    payload = teams_payload(message(budget(Decimal(100), scope_name=name), org_name=name))
+    assert card_errors(payload) == []
+    assert len(json.dumps(payload).encode()) <= MAX_CARD_BYTES

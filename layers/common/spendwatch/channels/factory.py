@@ -24,12 +24,14 @@ from spendwatch.channels.slack import (
     SlackSender,
     SlackTransport,
 )
+from spendwatch.channels.teams import TeamsSender
 from spendwatch.channels.webhook import WebhookSender
 from spendwatch.core.config import (
     ChannelConfig,
     EmailChannelConfig,
     PagerDutyChannelConfig,
     SlackChannelConfig,
+    TeamsChannelConfig,
     WebhookChannelConfig,
 )
 from spendwatch.core.errors import DeliveryError
@@ -118,6 +120,13 @@ def sender_factory(
                 url=channel.url,
                 signing_secret=lambda force: secrets.get(ref, force_fetch=force),
                 headers=channel.headers,
+                **http,  # type: ignore[arg-type]
+            )
+        if isinstance(channel, TeamsChannelConfig):
+            url_ref = channel.webhook_url
+            return TeamsSender(
+                name,
+                webhook_url=lambda force: secrets.get(url_ref, force_fetch=force),
                 **http,  # type: ignore[arg-type]
             )
         if isinstance(channel, PagerDutyChannelConfig):

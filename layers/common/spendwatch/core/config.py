@@ -401,8 +401,20 @@ class PagerDutyChannelConfig(_Routed):
     """`https://events.eu.pagerduty.com/v2/enqueue` for an EU service region"""
 
 
+class TeamsChannelConfig(_Routed):
+    """Microsoft Teams through a Workflows incoming webhook, as an Adaptive Card (docs/channels.md, "Teams")."""
+
+    type: Literal["teams"]
+    webhook_url: SecretRef = SecretRef(
+        parameter="/spendwatch/channels/teams-webhook-url", env="SPENDWATCH_TEAMS_WEBHOOK_URL"
+    )
+    """the workflow's URL: its `sig=` is a credential, so it is stored as an SSM SecureString"""
+    send_resolved: StrictBool | None = None
+    """None: each rule's own `send_resolved`"""
+
+
 ChannelConfig = Annotated[
-    SlackChannelConfig | EmailChannelConfig | WebhookChannelConfig | PagerDutyChannelConfig,
+    SlackChannelConfig | EmailChannelConfig | WebhookChannelConfig | PagerDutyChannelConfig | TeamsChannelConfig,
     Field(discriminator="type"),
 ]
 

@@ -10,7 +10,10 @@
   `{"status": "success", "message": "Event processed", "dedup_key": …}`, 400 `{"status": "invalid event",
   "errors": […]}` or 429, and keeps incidents open/resolved by `dedup_key`.
 
-Both take faults like `FakeSlack`: `fail_next` (an error answer), `answer_late` (take the event, answer
+- `FakeTeams`: a Workflows incoming webhook (`…/paths/invoke?…&sig=…`) that checks the Adaptive Card
+  against the constraints spendwatch relies on (`card_errors`) and answers 202, 400, 401 or 413.
+
+All take faults like `FakeSlack`: `fail_next` (an error answer), `answer_late` (take the event, answer
 after a delay), `drop_connection` (close without an answer, after taking the event when `taken`).
 """
 
@@ -285,3 +288,103 @@ def event_errors(event: Any) -> list[str]:
     if not isinstance(links, list) or any(not isinstance(x, dict) or "href" not in x for x in links):
         errors.append("'links' must be a list of objects with 'href'")
     return errors
+
+
+# --- Microsoft Teams: a Workflows incoming webhook ------------------------------------------------------
+
+CARD_ELEMENTS = frozenset({"TextBlock", "FactSet", "Container", "ColumnSet", "Image", "RichTextBlock"})
+CARD_ACTIONS = frozenset({"Action.OpenUrl", "Action.Submit", "Action.ShowCard", "Action.ToggleVisibility"})
+CARD_VERSIONS = frozenset({"1.0", "1.1", "1.2", "1.3", "1.4", "1.5"})
+TEXT_STYLES = {
+    "size": {"Small", "Default", "Medium", "Large", "ExtraLarge"},
+    "weight": {"Lighter", "Default", "Bolder"},
+    "color": {"Default", "Dark", "Light", "Accent", "Good", "Warning", "Attention"},
+}
+MAX_TEAMS_BYTES = 28 * 1024
+
+
+def card_errors(payload: Any) -> list[str]:
+    """The Adaptive Card constraints spendwatch relies on, from the published schema (adaptivecards.io,
+    version 1.5) and Teams' Workflows webhook: written as checks rather than shipping the schema."""
+    if not isinstance(payload, dict) or payload.get("type") != "message":
+        return ["the body is not a message ({'type': 'message', 'attachments': [...]})"]
+    attachments = payload.get("attachments")
+    if not isinstance(attachments, list) or len(attachments) != 1:
+        return ["a message needs exactly one attachment"]
+    attachment = attachments[0]
+    if not isinstance(attachment, dict) or attachment.get("contentType") != "application/vnd.microsoft.card.adaptive":
+        return ["the attachment is not an Adaptive Card"]
+    card = attachment.get("content")
+    if not isinstance(card, dict) or card.get("type") != "AdaptiveCard":
+        return ["content.type must be AdaptiveCard"]
+    errors = []
+    if card.get("version") not in CARD_VERSIONS:
+        errors.append(f"version {card.get('version')!r} is not a released Adaptive Card version")
+    body = card.get("body")
+    if not isinstance(body, list) or not body:
+        return [*errors, "body must be a non-empty list of elements"]
+    for index, element in enumerate(body):
+        errors += [f"body[{index}]: {e}" for e in _element_errors(element)]
+    for index, action in enumerate(card.get("actions", [])):
+        if not isinstance(action, dict) or action.get("type") not in CARD_ACTIONS:
+            errors.append(f"actions[{index}]: unknown action")
+        elif action["type"] == "Action.OpenUrl" and not str(action.get("url", "")).startswith("https://"):
+            errors.append(f"actions[{index}]: Action.OpenUrl needs an https url")
+    return errors
+
+
+def _element_errors(element: Any) -> list[str]:
+    if not isinstance(element, dict) or element.get("type") not in CARD_ELEMENTS:
+        return ["unknown element type"]
+    errors = []
+    if element["type"] == "TextBlock":
+        if not isinstance(element.get("text"), str) or not element["text"]:
+            errors.append("TextBlock.text must be a non-empty string")
+        errors += [
+            f"{k} {element[k]!r} is not allowed"
+            for k, allowed in TEXT_STYLES.items()
+            if k in element and element[k] not in allowed
+        ]
+        if "wrap" in element and not isinstance(element["wrap"], bool):
+            errors.append("TextBlock.wrap must be a boolean")
+    if element["type"] == "FactSet":
+        facts = element.get("facts")
+        if not isinstance(facts, list) or any(
+            not isinstance(f, dict) or set(f) != {"title", "value"} or not all(isinstance(v, str) for v in f.values())
+            for f in facts
+        ):
+            errors.append("FactSet.facts must be a list of {title, value} strings")
+    return errors
+
+
+@dataclass
+class FakeTeams(_Faulty):
+    """A Teams Workflows webhook (`url`, its `sig=` a credential) that posts valid cards to a channel."""
+
+    sig: str = "s1g-0123456789abcdefABCDEF0123456789"
+    cards: list[dict[str, Any]] = field(default_factory=list)
+    invalid: list[list[str]] = field(default_factory=list)
+
+    @property
+    def url(self) -> str:
+        return f"{self.root_url}/workflows/abc123/triggers/manual/paths/invoke?api-version=1&sig={self.sig}"
+
+    def receive(self, request: HttpRequest) -> HttpResponse:
+        if request.method != "POST" or not request.path.endswith("/paths/invoke"):
+            return _json(404, {"error": {"code": "WorkflowNotFound"}})
+        if request.query.get("sig") != [self.sig]:
+            return _json(401, {"error": {"code": "DirectApiAuthorizationRequired"}})
+        if len(request.body) > MAX_TEAMS_BYTES:
+            return _json(413, {"error": {"code": "MessageTooLarge"}})
+        try:
+            payload = json.loads(request.body)
+        except ValueError:
+            return _json(400, {"error": {"code": "InvalidRequestContent"}})
+        errors = card_errors(payload)
+        if errors:
+            with self._lock:
+                self.invalid.append(errors)
+            return _json(400, {"error": {"code": "InvalidRequestContent", "message": "; ".join(errors)}})
+        with self._lock:
+            self.cards.append(payload["attachments"][0]["content"])
+        return HttpResponse(202, b"", "text/plain")
