@@ -235,7 +235,16 @@ def resolve(template: dict[str, Any], value: Any, params: dict[str, str]) -> Any
 
 
 def _ref(template: dict[str, Any], name: str, params: dict[str, str]) -> Any:
-    return _NO_VALUE if name == "AWS::NoValue" else PSEUDO.get(name, params.get(name))
+    if name == "AWS::NoValue":
+        return _NO_VALUE
+    if template["Parameters"].get(name, {}).get("Type") == "CommaDelimitedList":
+        return [item for item in params.get(name, "").split(",") if item] or [""]  # CloudFormation: [""] when empty
+    return PSEUDO.get(name, params.get(name))
+
+
+def _join(template: dict[str, Any], argument: list[Any], params: dict[str, str]) -> str:
+    separator, values = argument
+    return str(separator).join(str(v) for v in as_list(resolve(template, values, params)))
 
 
 def _if(template: dict[str, Any], argument: list[Any], params: dict[str, str]) -> Any:
@@ -272,6 +281,7 @@ _INTRINSICS: dict[str, Callable[[dict[str, Any], Any, dict[str, str]], Any]] = {
     "Fn::If": _if,
     "Fn::GetAtt": _get_att,
     "Fn::Sub": _sub,
+    "Fn::Join": _join,
 }
 
 
@@ -395,6 +405,28 @@ def test_ses_send_covers_the_configuration_set_only_when_set(
     params = default_parameters(translated) | {"SesSenderIdentity": identity, "SesConfigurationSet": configuration_set}
     arns = granted_resources(translated, function, "ses:SendEmail", params)
     assert arns == [f"arn:aws:ses:us-east-1:123456789012:{r}" for r in expected]
+
+
+TOPIC_A = "arn:aws:sns:us-east-1:123456789012:spend-alerts"
+TOPIC_B = "arn:aws:sns:us-east-1:123456789012:oncall"
+
+
+@pytest.mark.parametrize("function", sorted(FUNCTIONS))
+@pytest.mark.parametrize("topics", ["", TOPIC_A, f"{TOPIC_A},{TOPIC_B}"])
+def test_sns_publish_only_on_the_configured_topics(translated: dict[str, Any], function: str, topics: str) -> None:
+    params = default_parameters(translated) | {"AlertTopicArns": topics}
+    expected = [t for t in topics.split(",") if t] if function != "PollerFunction" else []
+    assert granted_resources(translated, function, "sns:Publish", params) == expected
+    other = "arn:aws:sns:us-east-1:123456789012:someone-elses-topic"
+    assert not may(translated, function, "sns:Publish", other, params)
+
+
+def test_sns_topics_of_the_config_are_what_the_parameter_must_list() -> None:
+    # The template cannot read the config: docs/channels.md tells the user to list every sns channel's
+    # topic in AlertTopicArns; the config keeps the ARN shape exact so the two can be compared by eye.
+    from spendwatch.core.config import SnsChannelConfig
+
+    assert SnsChannelConfig(type="sns", topic_arn=TOPIC_A).topic_arn == TOPIC_A
 
 
 def test_poller_cannot_send_email(translated: dict[str, Any]) -> None:

@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 from spendwatch.alerter.notices import notice_message
 from spendwatch.alerter.render import build_message
 from spendwatch.channels.pagerduty import SUMMARY_LIMIT, dedup_key, pagerduty_events
+from spendwatch.channels.sns import sns_publish_request
 from spendwatch.channels.teams import MAX_CARD_BYTES, escape_card, teams_payload
 from spendwatch.channels.webhook import event_id, sign, verify_signature, webhook_payload
 from spendwatch.core.alerts import Alert, Message, Observation, Reason
@@ -160,3 +161,27 @@ def test_teams_any_name_makes_a_valid_card_within_the_size_limit(name: str) -> N
     payload = teams_payload(message(budget(Decimal(100), scope_name=name), org_name=name))
     assert card_errors(payload) == []
     assert len(json.dumps(payload).encode()) <= MAX_CARD_BYTES
+
+
+# --- SNS ------------------------------------------------------------------------------------------
+
+
+def test_sns_request_has_filterable_attributes_and_a_message_per_protocol() -> None:
+    request = sns_publish_request(message(budget(Decimal(100))), now=NOW)
+    attributes = request["MessageAttributes"]
+    assert attributes["org"] == {"DataType": "String", "StringValue": "acme"}
+    assert attributes["severity"]["StringValue"] == "error" and attributes["status"]["StringValue"] == "firing"
+    assert json.loads(attributes["rules"]["StringValue"]) == ["budget"]
+    structure = json.loads(request["Message"])
+    assert request["MessageStructure"] == "json" and {"default", "email", "sms", "https", "sqs"} <= set(structure)
+    assert json.loads(structure["sqs"])["schema"] == "spendwatch.alert/v1"
+    chatbot = json.loads(structure["https"])
+    assert chatbot["version"] == "1.0" and chatbot["source"] == "custom" and chatbot["content"]["title"]
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.text(min_size=1, max_size=300))
+def test_sns_subject_is_ascii_one_line_under_100_whatever_the_name(name: str) -> None:
+    subject = sns_publish_request(message(budget(Decimal(100)), org_name=name), now=NOW)["Subject"]
+    assert subject.isascii() and len(subject) < 100 and "\n" not in subject and subject == subject.strip()
+    assert subject and all(ch.isprintable() for ch in subject)

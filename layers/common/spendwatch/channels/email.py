@@ -193,7 +193,7 @@ def classify_botocore(exc: Exception) -> SesError | None:
     return SesError("connection", True)
 
 
-def _unknown_reason(exc: Exception) -> str:
+def unknown_reason(exc: Exception) -> str:
     name = type(exc).__name__
     return "read_timeout" if "ReadTimeout" in name else "tls_after_send" if name == "SSLError" else "connection_reset"
 
@@ -305,7 +305,7 @@ class EmailSender:
             except BotoCoreError as exc:  # endpoint unreachable, read timeout, no credentials
                 classified = classify_botocore(exc)
                 if classified is None:
-                    reason = _unknown_reason(exc)
+                    reason = unknown_reason(exc)
                     raise DeliveryUnknownError(
                         self.name,
                         f"SES did not answer after the request was sent ({reason}); it may have accepted the "

@@ -24,6 +24,7 @@ from spendwatch.channels.slack import (
     SlackSender,
     SlackTransport,
 )
+from spendwatch.channels.sns import SNS_CONNECT_TIMEOUT_S, SNS_READ_TIMEOUT_S, SnsSender
 from spendwatch.channels.teams import TeamsSender
 from spendwatch.channels.webhook import WebhookSender
 from spendwatch.core.config import (
@@ -31,6 +32,7 @@ from spendwatch.core.config import (
     EmailChannelConfig,
     PagerDutyChannelConfig,
     SlackChannelConfig,
+    SnsChannelConfig,
     TeamsChannelConfig,
     WebhookChannelConfig,
 )
@@ -49,6 +51,8 @@ class DeliveryTimeouts(_Env):
     spendwatch_http_timeout_s: _Seconds = DEFAULT_TIMEOUT_S
     """webhook, Teams and PagerDuty: the whole request"""
     spendwatch_http_connect_timeout_s: _Seconds = DEFAULT_CONNECT_TIMEOUT_S
+    spendwatch_sns_connect_timeout_s: _Seconds = SNS_CONNECT_TIMEOUT_S
+    spendwatch_sns_read_timeout_s: _Seconds = SNS_READ_TIMEOUT_S
 
 
 SenderBuilder = Callable[[str, ChannelConfig], Sender]
@@ -63,6 +67,7 @@ def sender_factory(
     pacer: Pacer | None = None,
     ses_client: Callable[[], object] | None = None,
     slack_transport: SlackTransport | None = None,
+    sns_client: Callable[[], object] | None = None,
 ) -> SenderBuilder:
     """Builds the sender of a configured channel: Slack (webhook or bot token) or e-mail (SES v2).
 
@@ -121,6 +126,15 @@ def sender_factory(
                 signing_secret=lambda force: secrets.get(ref, force_fetch=force),
                 headers=channel.headers,
                 **http,  # type: ignore[arg-type]
+            )
+        if isinstance(channel, SnsChannelConfig):
+            return SnsSender(
+                name,
+                topic_arn=channel.topic_arn,
+                remaining_s=remaining_s,
+                connect_timeout_s=timeouts.spendwatch_sns_connect_timeout_s,
+                read_timeout_s=timeouts.spendwatch_sns_read_timeout_s,
+                **({"client": sns_client} if sns_client is not None else {}),  # type: ignore[arg-type]
             )
         if isinstance(channel, TeamsChannelConfig):
             url_ref = channel.webhook_url

@@ -10,9 +10,16 @@ from spendwatch.channels.base import GENERIC_REASONS, NOT_SENT_REASONS, UNKNOWN_
 from spendwatch.channels.email import SES_REASONS
 from spendwatch.channels.pagerduty import PAGERDUTY_REASONS
 from spendwatch.channels.slack import SLACK_REASONS
+from spendwatch.channels.sns import SNS_REASONS
 
 KNOWN_REASONS = (
-    GENERIC_REASONS | NOT_SENT_REASONS | UNKNOWN_OUTCOME_REASONS | SLACK_REASONS | SES_REASONS | PAGERDUTY_REASONS
+    GENERIC_REASONS
+    | NOT_SENT_REASONS
+    | UNKNOWN_OUTCOME_REASONS
+    | SLACK_REASONS
+    | SES_REASONS
+    | PAGERDUTY_REASONS
+    | SNS_REASONS
 )
 
 

@@ -413,8 +413,25 @@ class TeamsChannelConfig(_Routed):
     """None: each rule's own `send_resolved`"""
 
 
+class SnsChannelConfig(_Routed):
+    """An Amazon SNS standard topic (docs/channels.md, "SNS"): AWS Chatbot, SMS, e-mail, HTTPS, SQS, Lambda."""
+
+    type: Literal["sns"]
+    topic_arn: Annotated[
+        str, Field(pattern=r"^arn:aws[a-z-]*:sns:[a-z]{2}(-[a-z]+)+-\d:\d{12}:[A-Za-z0-9_-]{1,256}$", max_length=400)
+    ]
+    """a standard topic; list it in the stack's AlertTopicArns parameter so the functions may publish to it"""
+    send_resolved: StrictBool | None = None
+    """None: each rule's own `send_resolved`"""
+
+
 ChannelConfig = Annotated[
-    SlackChannelConfig | EmailChannelConfig | WebhookChannelConfig | PagerDutyChannelConfig | TeamsChannelConfig,
+    SlackChannelConfig
+    | EmailChannelConfig
+    | WebhookChannelConfig
+    | PagerDutyChannelConfig
+    | TeamsChannelConfig
+    | SnsChannelConfig,
     Field(discriminator="type"),
 ]
 
