@@ -12,6 +12,7 @@ import time
 from collections.abc import Iterator
 from datetime import timedelta
 from decimal import Decimal
+from pathlib import Path
 
 import pytest
 
@@ -21,6 +22,7 @@ from spendwatch.channels.factory import sender_factory
 from spendwatch.channels.pagerduty import PagerDutySender
 from spendwatch.channels.teams import TeamsSender
 from spendwatch.channels.webhook import WebhookSender
+from spendwatch.cli.main import main
 from spendwatch.core.alerts import Reason
 from spendwatch.core.config import parse_config
 from spendwatch.core.errors import DeliveryError, DeliveryUnknownError
@@ -281,3 +283,48 @@ def test_teams_throttled_then_delivered_once_and_a_late_answer_is_unknown(teams:
     with pytest.raises(DeliveryUnknownError):
         teams_sender([teams.url]).send(message(budget(Decimal(100))))
     assert len(teams.cards) == 2
+
+
+# --- spendwatch test-alert -------------------------------------------------------------------------
+
+
+def test_test_alert_reaches_webhook_pagerduty_and_teams_and_leaves_no_incident_open(  # noqa: PLR0917 - fixtures
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    receiver: WebhookReceiver,
+    pagerduty: FakePagerDuty,
+    teams: FakeTeams,
+) -> None:
+    config = tmp_path / "spendwatch.yaml"
+    config.write_text(
+        f"""
+organizations:
+  - id: sim
+    name: Simulated Org
+    channels: [hook, pd, teams]
+channels:
+  hook: {{type: webhook, url: "{receiver.url}"}}
+  pd: {{type: pagerduty, events_url: "{pagerduty.events_url}"}}
+  teams: {{type: teams}}
+""",
+        encoding="utf-8",
+    )
+    monkeypatch.setenv("SPENDWATCH_CONFIG", str(config))
+    monkeypatch.setenv("SPENDWATCH_WEBHOOK_SIGNING_SECRET", receiver.secret)
+    monkeypatch.setenv("SPENDWATCH_PAGERDUTY_ROUTING_KEY", pagerduty.routing_key)
+    monkeypatch.setenv("SPENDWATCH_TEAMS_WEBHOOK_URL", teams.url)
+    assert main(["test-alert"]) == 0
+    out, _ = capsys.readouterr()
+    assert out.splitlines() == ["hook: sent", "pd: sent", "teams: sent"]
+    [document] = receiver.documents
+    assert document["kind"] == "notice" and document["title"] == "spendwatch: test message (hook)"
+    assert [e["event_action"] for e in pagerduty.events] == ["trigger", "resolve"]
+    assert all(i.status == "resolved" for i in pagerduty.incidents.values())
+    [card] = teams.cards
+    assert card["body"][0]["text"] == "spendwatch: test message (teams)"
+
+    monkeypatch.setenv("SPENDWATCH_PAGERDUTY_ROUTING_KEY", "Y" * 32)
+    assert main(["test-alert", "--channel", "pd"]) == 1
+    out, err = capsys.readouterr()
+    assert "pd: FAILED (invalid_event, permanent)" in out and "Y" * 32 not in out + err

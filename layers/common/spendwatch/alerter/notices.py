@@ -36,7 +36,12 @@ __all__ = ["NotificationLog"]  # re-exported: callers of the notices know the lo
 
 
 def notice_message(
-    title: str, lines: Sequence[str], *, context: str | None = None, mention: str | None = None
+    title: str,
+    lines: Sequence[str],
+    *,
+    context: str | None = None,
+    mention: str | None = None,
+    transient: bool = False,
 ) -> Message:
     """A short Slack message (and, through `email_from_message`, an e-mail); every value is escaped here.
 
@@ -62,6 +67,7 @@ def notice_message(
         blocks=tuple(blocks),
         raw_title=title,
         raw_lines=(*lines, *([context] if context else [])),
+        transient=transient,
     )
 
 

@@ -94,6 +94,7 @@ def connected_message(
         f"{CONNECTED}: {untrusted(org.name)}",
         lines,
         context=f"Sent by `spendwatch verify` (check {snapshot.verify}) at {isoformat_utc(now)}.",
+        transient=True,
     )
 
 

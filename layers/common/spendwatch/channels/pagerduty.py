@@ -5,8 +5,8 @@
   the alert's own key, and `severity` from the rule (docs/rules.md, "Severity");
 - an alert that resolves sends `resolve` with the same `dedup_key` (on by default for this channel type,
   whatever each rule's `send_resolved` says);
-- a notice (a failing channel, `verify`, `test-alert`) is a trigger keyed by its title, or a resolve when
-  the notice says the trouble is over.
+- a notice (a failing channel, a stopped poller) is a trigger keyed by its title; a check (`verify`,
+  `test-alert`) is a trigger followed at once by its resolve, so it pages once and leaves nothing open.
 
 Events are idempotent by `dedup_key` (a second trigger of an open incident adds to it, a resolve of a
 closed one is a no-op), so re-sending a message after a partial failure cannot open a second incident.
@@ -108,10 +108,11 @@ def pagerduty_events(message: Message, *, min_severity: Severity = "info", now: 
     if not message.alerts:
         title = message.raw_title or message.title
         lines = list(message.raw_lines)
+        notice_key = dedup_key(org_id, "notice:" + hashlib.sha256(title.encode()).hexdigest()[:16])
         events.append(
             {
                 "event_action": "trigger",
-                "dedup_key": dedup_key(org_id, "notice:" + hashlib.sha256(title.encode()).hexdigest()[:16]),
+                "dedup_key": notice_key,
                 "payload": {
                     "summary": summary(title),
                     "source": f"spendwatch/{org_id}",
@@ -125,6 +126,8 @@ def pagerduty_events(message: Message, *, min_severity: Severity = "info", now: 
                 "client": "spendwatch",
             }
         )
+        if message.transient:  # test-alert, verify: page once, leave no incident open
+            events.append({"event_action": "resolve", "dedup_key": notice_key})
     return events
 
 

@@ -508,6 +508,7 @@ def cmd_test_alert(args: argparse.Namespace) -> int:
                 f"Alerts for {', '.join(untrusted(o) for o in orgs) or 'no organization'} are sent here.",
             ],
             context=f"Sent {sent_at} by `spendwatch test-alert`.",
+            transient=True,
         )
         try:
             build(name, config.channels[name]).send(message)

@@ -116,6 +116,9 @@ class Message:
     """A notice's lines (and context) as raw text."""
     content: Content | None = None
     """What an alert message says, medium-neutral: the channels other than Slack render from it."""
+    transient: bool = False
+    """A check (`test-alert`, `verify`), not a condition: nothing may stay open on the receiver (PagerDuty
+    resolves the incident it just triggered)."""
 
 
 @dataclass(frozen=True)
