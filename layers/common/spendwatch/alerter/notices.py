@@ -42,6 +42,8 @@ def notice_message(
     context: str | None = None,
     mention: str | None = None,
     transient: bool = False,
+    key: str | None = None,
+    firing: bool = True,
 ) -> Message:
     """A short Slack message (and, through `email_from_message`, an e-mail); every value is escaped here.
 
@@ -68,6 +70,8 @@ def notice_message(
         raw_title=title,
         raw_lines=(*lines, *([context] if context else [])),
         transient=transient,
+        notice_key=key,
+        notice_firing=firing,
     )
 
 
@@ -270,7 +274,9 @@ class FallbackSender:
             title = f"spendwatch: channel {self.name} works again for {org_name}"
             lines = [f"Channel {self.name} delivered an alert for {org_name} again."]
             context = None
-        message = notice_message(title, lines, context=context, mention=self._mention)
+        message = notice_message(
+            title, lines, context=context, mention=self._mention, key=f"{self._org_id}:{key}", firing=firing
+        )
         try:
             sent = notify_on_change(
                 self._states,

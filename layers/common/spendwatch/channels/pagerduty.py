@@ -5,7 +5,8 @@
   the alert's own key, and `severity` from the rule (docs/rules.md, "Severity");
 - an alert that resolves sends `resolve` with the same `dedup_key` (on by default for this channel type,
   whatever each rule's `send_resolved` says);
-- a notice (a failing channel, a stopped poller) is a trigger keyed by its title; a check (`verify`,
+- a notice (a failing channel, a stopped poller) is a trigger keyed by what it is about (`notice_key`),
+  and its clearing notice ("works again", "fresh again") the resolve of that key; a check (`verify`,
   `test-alert`) is a trigger followed at once by its resolve, so it pages once and leaves nothing open.
 
 Events are idempotent by `dedup_key` (a second trigger of an open incident adds to it, a resolve of a
@@ -108,7 +109,12 @@ def pagerduty_events(message: Message, *, min_severity: Severity = "info", now: 
     if not message.alerts:
         title = message.raw_title or message.title
         lines = list(message.raw_lines)
-        notice_key = dedup_key(org_id, "notice:" + hashlib.sha256(title.encode()).hexdigest()[:16])
+        if message.notice_key is not None:
+            notice_key = dedup_key("notice", message.notice_key)
+        else:
+            notice_key = dedup_key(org_id, "notice:" + hashlib.sha256(title.encode()).hexdigest()[:16])
+        if not message.notice_firing:  # "works again", "fresh again": close what the firing notice opened
+            return [*events, {"event_action": "resolve", "dedup_key": notice_key}]
         events.append(
             {
                 "event_action": "trigger",

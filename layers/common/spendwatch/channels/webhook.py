@@ -120,7 +120,7 @@ def webhook_payload(message: Message, *, now: datetime) -> dict[str, Any]:
         "version": SCHEMA_VERSION,
         "id": event_id(message),
         "kind": "alert" if message.alerts else "notice",
-        "status": "firing" if firing or not message.alerts else "resolved",
+        "status": "firing" if firing or (not message.alerts and message.notice_firing) else "resolved",
         "sent_at": now.astimezone(UTC).isoformat().replace("+00:00", "Z"),
         "org": (
             {"id": snapshot.org_id, "name": neutralize(snapshot.org_name)}

@@ -116,6 +116,11 @@ class Message:
     """A notice's lines (and context) as raw text."""
     content: Content | None = None
     """What an alert message says, medium-neutral: the channels other than Slack render from it."""
+    notice_key: str | None = None
+    """What a notice is about, the same in its firing and its clearing message (`<org>:<log key>`), so a
+    receiver that keeps incidents (PagerDuty) closes the one it opened."""
+    notice_firing: bool = True
+    """False: the notice says the trouble is over (snapshots fresh again, a channel works again)."""
     transient: bool = False
     """A check (`test-alert`, `verify`), not a condition: nothing may stay open on the receiver (PagerDuty
     resolves the incident it just triggered)."""
