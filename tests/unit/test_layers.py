@@ -86,3 +86,21 @@ def test_layers_an_upward_import_is_caught(tmp_path: Path) -> None:
         "channels/y.py:1 -> spendwatch.alerter.render (channels may not import alerter)",
         "core/x.py:2 -> spendwatch.cli (core may not import cli)",
     ]
+
+
+def test_layers_the_alerter_loads_only_the_channels_it_sends_through() -> None:
+    """An alerter posting to Slack does not import the webhook, Teams, PagerDuty or SNS modules on a cold
+    start (the factory imports each when a channel of its type is built), nor the reason set spanning them."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; import spendwatch.alerter.app, spendwatch.watchdog.app; "
+        "print(sorted(m for m in sys.modules if m.startswith('spendwatch.channels.')))"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    loaded = result.stdout.strip()
+    assert loaded == (
+        "['spendwatch.channels.base', 'spendwatch.channels.email', 'spendwatch.channels.factory', "
+        "'spendwatch.channels.slack']"
+    )

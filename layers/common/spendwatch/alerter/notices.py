@@ -20,7 +20,6 @@ from spendwatch.alerter.render import HEADER_LIMIT, SECTION_LIMIT, escape, escap
 from spendwatch.aws.store import ClaimLostError
 from spendwatch.channels.base import Sender
 from spendwatch.channels.email import EmailPayload
-from spendwatch.channels.reasons import metric_reason
 from spendwatch.core.alerts import AlertState, Message
 from spendwatch.core.config import ChannelConfig, OrganizationConfig, SpendwatchConfig
 from spendwatch.core.errors import DeliveryError, DeliveryUnknownError
@@ -161,7 +160,7 @@ def log_unconfirmed(error: DeliveryUnknownError, *, org_id: str, keys: Sequence[
         namespace=metrics.namespace,
         default_dimensions={"service": str(metrics.service or "spendwatch")},
     ) as metric:
-        metric.add_dimension(name="reason", value=metric_reason(error.reason))
+        metric.add_dimension(name="reason", value=_metric_reason(error.reason))
     logger.warning(
         "delivery unconfirmed",
         org_id=org_id,
@@ -285,7 +284,7 @@ class FallbackSender:
                 firing=firing,
                 send=lambda: self._fallback().send(message),
                 now=self._now(),
-                reason=metric_reason(reason),
+                reason=_metric_reason(reason),
                 prior=prior,
                 known=True,
             )
@@ -315,7 +314,7 @@ def record_delivery_failure(error: DeliveryError, *, org_id: str, role: str = "m
         namespace=metrics.namespace,
         default_dimensions={"service": str(metrics.service or "spendwatch")},
     ) as metric:
-        metric.add_dimension(name="reason", value=metric_reason(error.reason))
+        metric.add_dimension(name="reason", value=_metric_reason(error.reason))
     log = logger.error if not error.retryable else logger.warning
     log(
         "delivery failed",
@@ -374,3 +373,11 @@ def with_fallback(
         )
 
     return wrapped
+
+
+def _metric_reason(reason: str) -> str:
+    # Imported on a failure only: the reason set spans every channel module, which a healthy alerter
+    # (Slack only, say) never loads.
+    from spendwatch.channels.reasons import metric_reason  # noqa: PLC0415
+
+    return metric_reason(reason)

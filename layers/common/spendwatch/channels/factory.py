@@ -16,7 +16,6 @@ from spendwatch.aws.runtime import _Env
 from spendwatch.aws.secrets import SecretSource
 from spendwatch.channels.base import DEFAULT_CONNECT_TIMEOUT_S, DEFAULT_TIMEOUT_S, Pacer, Sender
 from spendwatch.channels.email import SES_CONNECT_TIMEOUT_S, SES_READ_TIMEOUT_S, EmailSender
-from spendwatch.channels.pagerduty import PagerDutySender
 from spendwatch.channels.slack import (
     SLACK_CONNECT_TIMEOUT_S,
     SLACK_TIMEOUT_S,
@@ -24,9 +23,6 @@ from spendwatch.channels.slack import (
     SlackSender,
     SlackTransport,
 )
-from spendwatch.channels.sns import SNS_CONNECT_TIMEOUT_S, SNS_READ_TIMEOUT_S, SnsSender
-from spendwatch.channels.teams import TeamsSender
-from spendwatch.channels.webhook import WebhookSender
 from spendwatch.core.config import (
     ChannelConfig,
     EmailChannelConfig,
@@ -51,8 +47,8 @@ class DeliveryTimeouts(_Env):
     spendwatch_http_timeout_s: _Seconds = DEFAULT_TIMEOUT_S
     """webhook, Teams and PagerDuty: the whole request"""
     spendwatch_http_connect_timeout_s: _Seconds = DEFAULT_CONNECT_TIMEOUT_S
-    spendwatch_sns_connect_timeout_s: _Seconds = SNS_CONNECT_TIMEOUT_S
-    spendwatch_sns_read_timeout_s: _Seconds = SNS_READ_TIMEOUT_S
+    spendwatch_sns_connect_timeout_s: _Seconds = SES_CONNECT_TIMEOUT_S
+    spendwatch_sns_read_timeout_s: _Seconds = SES_READ_TIMEOUT_S
 
 
 SenderBuilder = Callable[[str, ChannelConfig], Sender]
@@ -119,6 +115,8 @@ def sender_factory(
             "connect_timeout_s": timeouts.spendwatch_http_connect_timeout_s,
         }
         if isinstance(channel, WebhookChannelConfig):
+            from spendwatch.channels.webhook import WebhookSender  # noqa: PLC0415
+
             ref = channel.signing_secret
             return WebhookSender(
                 name,
@@ -127,7 +125,11 @@ def sender_factory(
                 headers=channel.headers,
                 **http,  # type: ignore[arg-type]
             )
+        # The other channel types are imported when one is configured: an alerter that only posts to Slack
+        # does not load them.
         if isinstance(channel, SnsChannelConfig):
+            from spendwatch.channels.sns import SnsSender  # noqa: PLC0415
+
             return SnsSender(
                 name,
                 topic_arn=channel.topic_arn,
@@ -137,6 +139,8 @@ def sender_factory(
                 **({"client": sns_client} if sns_client is not None else {}),  # type: ignore[arg-type]
             )
         if isinstance(channel, TeamsChannelConfig):
+            from spendwatch.channels.teams import TeamsSender  # noqa: PLC0415
+
             url_ref = channel.webhook_url
             return TeamsSender(
                 name,
@@ -144,6 +148,8 @@ def sender_factory(
                 **http,  # type: ignore[arg-type]
             )
         if isinstance(channel, PagerDutyChannelConfig):
+            from spendwatch.channels.pagerduty import PagerDutySender  # noqa: PLC0415
+
             key_ref = channel.routing_key
             return PagerDutySender(
                 name,

@@ -22,7 +22,13 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from spendwatch.channels.email import SesError, classify_botocore, unknown_reason
+from spendwatch.channels.email import (
+    SES_CONNECT_TIMEOUT_S,
+    SES_READ_TIMEOUT_S,
+    SesError,
+    classify_botocore,
+    unknown_reason,
+)
 from spendwatch.channels.webhook import webhook_payload
 from spendwatch.core.alerts import RULE_SECTION, SEVERITIES, Message, severity_of
 from spendwatch.core.errors import DeliveryError, DeliveryUnknownError
@@ -33,8 +39,8 @@ if TYPE_CHECKING:
     from mypy_boto3_sns.client import SNSClient
     from mypy_boto3_sns.type_defs import MessageAttributeValueTypeDef
 
-SNS_CONNECT_TIMEOUT_S = 5.0
-SNS_READ_TIMEOUT_S = 10.0
+SNS_CONNECT_TIMEOUT_S = SES_CONNECT_TIMEOUT_S
+SNS_READ_TIMEOUT_S = SES_READ_TIMEOUT_S
 SUBJECT_LIMIT = 99
 SMS_LIMIT = 140
 MAX_MESSAGE_BYTES = 256 * 1024
