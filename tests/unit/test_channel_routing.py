@@ -146,3 +146,29 @@ channels:
 """
     with pytest.raises(ConfigError, match="PagerDuty channel, which carries alerts, not digests"):
         parse_config(text, "t.yaml")
+
+
+def test_routing_a_digest_reaches_webhook_teams_and_sns_as_raw_text_not_slack_markup() -> None:
+    from spendwatch.channels.teams import teams_payload
+    from spendwatch.channels.webhook import webhook_payload
+    from spendwatch.digest.app import digest_payload
+    from spendwatch.digest.render import DigestContent, DigestMessage, Section
+
+    content = DigestContent(
+        title="Daily spend of A & <B>: $12.00",
+        subject="s",
+        sections=(Section("Top projects", ("x_y *z*: $3.00",)),),
+        footer="Polled at noon.",
+        spark=None,
+        spark_caption=None,
+        chart_alt="",
+    )
+    hook = routed_config("{type: webhook, url: 'https://example.com/h'}").channels["pd"]
+    message = digest_payload(hook, content, None, filename="c.png")
+    document = webhook_payload(message, now=WHEN)
+    assert document["title"] == "Daily spend of A & <B>: $12.00" and document["kind"] == "notice"
+    assert "- x_y *z*: $3.00" in document["lines"]
+    card = teams_payload(message)["attachments"][0]["content"]
+    assert card["body"][0]["text"].startswith("Daily spend of A & <B>")
+    slack = routed_config().channels["slack"]
+    assert isinstance(digest_payload(slack, content, None, filename="c.png"), DigestMessage)
