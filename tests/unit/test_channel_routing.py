@@ -172,3 +172,28 @@ def test_routing_a_digest_reaches_webhook_teams_and_sns_as_raw_text_not_slack_ma
     assert card["body"][0]["text"].startswith("Daily spend of A & <B>")
     slack = routed_config().channels["slack"]
     assert isinstance(digest_payload(slack, content, None, filename="c.png"), DigestMessage)
+
+
+def test_routing_pagerduty_resolves_last_months_incident_when_the_month_turns() -> None:
+    states, senders = MemoryStates(), Senders()
+    cfg = routed_config()
+    run(snap("510"), states, senders, cfg)  # November, 102 %: an incident
+    december = WHEN.replace(month=12, day=1, hour=1)
+    run(snap("10", when=december), states, senders, cfg)
+    trigger, resolve = senders.messages("pd")
+    assert [(a.observation.key, a.reason) for a in resolve.alerts] == [("budget.actual#org#2026-11", Reason.RESOLVED)]
+    assert trigger.alerts[0].observation.key == "budget.actual#org#2026-11"
+    assert len(senders.messages("slack")) == 1, "a month's end is not news on Slack"
+    run(snap("12", when=december + timedelta(hours=1)), states, senders, cfg)
+    assert len(senders.messages("pd")) == 2, "resolved once"
+
+
+def test_last_month_keys_cross_the_year() -> None:
+    from spendwatch.alerter.process import last_month
+    from spendwatch.core.alerts import Observation
+
+    obs = [
+        Observation("hard_limit", "hard_limit#org#2027-01", Decimal(100), "Hard limit"),
+        Observation("spike", "spike#org", None, "s"),
+    ]
+    assert [o.key for o in last_month(obs, "2027-01")] == ["hard_limit#org#2026-12"]

@@ -179,7 +179,9 @@ def process_snapshot(
             _claim_due(
                 org,
                 channel_name,
-                observations,
+                [*observations, *last_month(observations, snapshot.period)]
+                if channel.type == "pagerduty"
+                else observations,
                 policies=channel_policies(channel, policies),
                 routes=partial(routed, channel),
                 states=states,
@@ -371,6 +373,23 @@ def channel_policies(channel: ChannelConfig, policies: dict[str, NotifyPolicy]) 
     if own is None:
         return policies
     return {rule: replace(policy, send_resolved=own) for rule, policy in policies.items()}
+
+
+def last_month(observations: Sequence[Observation], period: str) -> list[Observation]:
+    """Last month's alerts of the monthly rules, as cleared: what lets PagerDuty close an incident opened
+    last month (a new month's keys are new, so nothing else would ever resolve it).
+
+    Only a key whose log entry is still firing on the channel leads to a message (a resolve); any other
+    is decided as nothing. Other channels never get these: a month's end is not news there.
+    """
+    year, month = (int(part) for part in period.split("-"))
+    previous = f"{year - 1}-12" if month == 1 else f"{year}-{month - 1:02d}"
+    suffix = f"#{period}"
+    return [
+        replace(obs, key=obs.key.removesuffix(suffix) + f"#{previous}", level=None, hold_level=None)
+        for obs in observations
+        if obs.key.endswith(suffix)
+    ]
 
 
 def routed(channel: ChannelConfig, obs: Observation, prior: AlertState | None) -> bool:
