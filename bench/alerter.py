@@ -29,9 +29,9 @@ from typing import Any
 from spendwatch.alerter.app import AlerterApp
 from spendwatch.alerter.decide import should_notify
 from spendwatch.alerter.process import policy_for
-from spendwatch.alerter.render import Message
 from spendwatch.alerter.rules import HISTORY_DAYS, evaluate
 from spendwatch.aws.store import AlertStateStore, SnapshotStore, from_attribute_map, to_attribute_map
+from spendwatch.core.alerts import Message
 from spendwatch.core.config import SpendwatchConfig, parse_config
 from spendwatch.core.snapshot import Snapshot, SnapshotSummary, org_pk, snapshot_sk
 from spendwatch.devtools.aws_local import dynamodb_local_jar

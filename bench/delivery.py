@@ -24,7 +24,7 @@ POSTS = 200
 _ALERTER_INIT = f"import sys; sys.path.insert(0, {str(ROOT / 'functions' / 'alerter')!r}); import handler"
 SNIPPETS = {
     "slack-sdk (WebhookClient, WebClient)": "import slack_sdk, slack_sdk.webhook, slack_sdk.errors",
-    "http.client transport (spendwatch.channels.senders)": "import http.client, spendwatch.channels.senders",
+    "http.client transport (spendwatch.channels.slack)": "import http.client, spendwatch.channels.slack",
 }
 
 
@@ -39,7 +39,7 @@ def post_latency() -> dict[str, float]:
     from slack_sdk.webhook import WebhookClient
 
     from spendwatch.alerter.notices import notice_message
-    from spendwatch.channels.senders import HttpSlackTransport, SlackCredentials
+    from spendwatch.channels.slack import HttpSlackTransport, SlackCredentials
     from spendwatch.devtools.fake_slack import FakeSlack
 
     message = notice_message("spendwatch: bench", ["one line of a message"])

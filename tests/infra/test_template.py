@@ -473,7 +473,11 @@ def test_alerter_role_reads_only_slack_credentials_and_the_config(translated: di
     assert len(ssm) == 1
     assert actions(ssm[0]) == {"ssm:GetParameter"}
     subs = [r["Fn::Sub"] for r in ssm[0]["Resource"]]
-    assert [s.split(":parameter", 1)[1] for s in subs] == ["/${SsmParameterPrefix}/slack/*", "${ConfigParameterName}"]
+    assert [s.split(":parameter", 1)[1] for s in subs] == [
+        "/${SsmParameterPrefix}/slack/*",
+        "/${SsmParameterPrefix}/channels/*",
+        "${ConfigParameterName}",
+    ]
 
 
 # --------------------------------------------------------------------------------------------------

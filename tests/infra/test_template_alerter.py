@@ -90,6 +90,7 @@ def test_watchdog_role_is_least_privilege(translated: dict[str, Any]) -> None:
     assert len(ssm) == 1 and actions(ssm[0]) == {"ssm:GetParameter"}
     assert [r["Fn::Sub"].split(":parameter", 1)[1] for r in ssm[0]["Resource"]] == [
         "/${SsmParameterPrefix}/slack/*",
+        "/${SsmParameterPrefix}/channels/*",
         "${ConfigParameterName}",
     ], "Slack credentials and the config, never an OpenAI key"
     assert not any(mentions(s["Resource"], "AlerterDeadLetterQueue") for s in statements(role))
@@ -157,7 +158,7 @@ def test_monitor_of_the_monitor_alarms_stay(translated: dict[str, Any]) -> None:
 
 def test_custom_metric_dimensions_stay_low_cardinality() -> None:
     """`DeliveryFailures` carries `service` and a `reason` from a bounded set, never an org or project."""
-    from spendwatch.channels.senders import KNOWN_REASONS, metric_reason
+    from spendwatch.channels.reasons import KNOWN_REASONS, metric_reason
 
     assert metric_reason("invalid_auth") == "invalid_auth"
     assert metric_reason("org-acme-project-123") == "other"

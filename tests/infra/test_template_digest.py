@@ -93,6 +93,7 @@ def test_digest_role_is_least_privilege(translated: dict[str, Any]) -> None:
     assert len(ssm) == 1 and actions(ssm[0]) == {"ssm:GetParameter"}
     assert [r["Fn::Sub"].split(":parameter", 1)[1] for r in ssm[0]["Resource"]] == [
         "/${SsmParameterPrefix}/slack/*",
+        "/${SsmParameterPrefix}/channels/*",
         "${ConfigParameterName}",
     ]
     assert not [s for s in statements(role) if any(a.startswith(("sqs:", "dynamodb:PutItem")) for a in actions(s))]

@@ -235,7 +235,16 @@ def resolve(template: dict[str, Any], value: Any, params: dict[str, str]) -> Any
 
 
 def _ref(template: dict[str, Any], name: str, params: dict[str, str]) -> Any:
-    return _NO_VALUE if name == "AWS::NoValue" else PSEUDO.get(name, params.get(name))
+    if name == "AWS::NoValue":
+        return _NO_VALUE
+    if template["Parameters"].get(name, {}).get("Type") == "CommaDelimitedList":
+        return [item for item in params.get(name, "").split(",") if item] or [""]  # CloudFormation: [""] when empty
+    return PSEUDO.get(name, params.get(name))
+
+
+def _join(template: dict[str, Any], argument: list[Any], params: dict[str, str]) -> str:
+    separator, values = argument
+    return str(separator).join(str(v) for v in as_list(resolve(template, values, params)))
 
 
 def _if(template: dict[str, Any], argument: list[Any], params: dict[str, str]) -> Any:
@@ -272,6 +281,7 @@ _INTRINSICS: dict[str, Callable[[dict[str, Any], Any, dict[str, str]], Any]] = {
     "Fn::If": _if,
     "Fn::GetAtt": _get_att,
     "Fn::Sub": _sub,
+    "Fn::Join": _join,
 }
 
 
@@ -310,15 +320,24 @@ def parameter_arn(name: str) -> str:
 @pytest.fixture(scope="module")
 def default_names() -> dict[str, str]:
     """The parameter names spendwatch.core.config uses when the config names none."""
-    from spendwatch.core.config import OrganizationConfig, SlackChannelConfig
+    from spendwatch.core.config import (
+        OrganizationConfig,
+        PagerDutyChannelConfig,
+        SlackChannelConfig,
+        WebhookChannelConfig,
+    )
 
     org = OrganizationConfig(id="org-1", name="Org 1")
     slack = SlackChannelConfig(type="slack")
+    hook = WebhookChannelConfig(type="webhook", url="https://example.com/hook")
+    pagerduty = PagerDutyChannelConfig(type="pagerduty")
     return {
         "admin_key": org.admin_key_ref().parameter,
         "session_key": org.session_key_ref().parameter,
         "webhook_url": slack.webhook_url.parameter,
         "bot_token": slack.bot_token.parameter,
+        "signing_secret": hook.signing_secret.parameter,
+        "routing_key": pagerduty.routing_key.parameter,
     }
 
 
@@ -331,6 +350,8 @@ def test_default_parameter_names_are_the_documented_ones(
         "session_key": f"/{prefix}/org-1/openai-session-key",
         "webhook_url": f"/{prefix}/slack/webhook-url",
         "bot_token": f"/{prefix}/slack/bot-token",
+        "signing_secret": f"/{prefix}/channels/webhook-signing-secret",
+        "routing_key": f"/{prefix}/channels/pagerduty-routing-key",
     }
 
 
@@ -338,9 +359,9 @@ def test_default_parameter_names_are_the_documented_ones(
     ("function", "readable"),
     [
         ("PollerFunction", {"admin_key", "session_key"}),
-        ("AlerterFunction", {"webhook_url", "bot_token"}),
-        ("WatchdogFunction", {"webhook_url", "bot_token"}),
-        ("DigestFunction", {"webhook_url", "bot_token"}),
+        ("AlerterFunction", {"webhook_url", "bot_token", "signing_secret", "routing_key"}),
+        ("WatchdogFunction", {"webhook_url", "bot_token", "signing_secret", "routing_key"}),
+        ("DigestFunction", {"webhook_url", "bot_token", "signing_secret", "routing_key"}),
     ],
 )
 def test_ssm_reads_are_limited_to_each_functions_own_secrets(
@@ -384,6 +405,28 @@ def test_ses_send_covers_the_configuration_set_only_when_set(
     params = default_parameters(translated) | {"SesSenderIdentity": identity, "SesConfigurationSet": configuration_set}
     arns = granted_resources(translated, function, "ses:SendEmail", params)
     assert arns == [f"arn:aws:ses:us-east-1:123456789012:{r}" for r in expected]
+
+
+TOPIC_A = "arn:aws:sns:us-east-1:123456789012:spend-alerts"
+TOPIC_B = "arn:aws:sns:us-east-1:123456789012:oncall"
+
+
+@pytest.mark.parametrize("function", sorted(FUNCTIONS))
+@pytest.mark.parametrize("topics", ["", TOPIC_A, f"{TOPIC_A},{TOPIC_B}"])
+def test_sns_publish_only_on_the_configured_topics(translated: dict[str, Any], function: str, topics: str) -> None:
+    params = default_parameters(translated) | {"AlertTopicArns": topics}
+    expected = [t for t in topics.split(",") if t] if function != "PollerFunction" else []
+    assert granted_resources(translated, function, "sns:Publish", params) == expected
+    other = "arn:aws:sns:us-east-1:123456789012:someone-elses-topic"
+    assert not may(translated, function, "sns:Publish", other, params)
+
+
+def test_sns_topics_of_the_config_are_what_the_parameter_must_list() -> None:
+    # The template cannot read the config: docs/channels.md tells the user to list every sns channel's
+    # topic in AlertTopicArns; the config keeps the ARN shape exact so the two can be compared by eye.
+    from spendwatch.core.config import SnsChannelConfig
+
+    assert SnsChannelConfig(type="sns", topic_arn=TOPIC_A).topic_arn == TOPIC_A
 
 
 def test_poller_cannot_send_email(translated: dict[str, Any]) -> None:

@@ -18,9 +18,9 @@ import pytest
 from slack_sdk.webhook import WebhookClient
 
 from spendwatch.alerter.process import process_snapshot
-from spendwatch.alerter.render import Message
 from spendwatch.alerter.rules import history_since
 from spendwatch.aws.store import AlertStateStore, SnapshotStore
+from spendwatch.core.alerts import Message
 from spendwatch.core.config import parse_config
 from spendwatch.core.snapshot import (
     CostShare,

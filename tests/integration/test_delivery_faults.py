@@ -19,14 +19,8 @@ from typing import Any
 import pytest
 
 from spendwatch.alerter.notices import notice_message
-from spendwatch.channels.senders import (
-    HttpSlackTransport,
-    NotSentError,
-    OutcomeUnknownError,
-    SlackCredentials,
-    SlackSender,
-    post_once,
-)
+from spendwatch.channels.base import NotSentError, OutcomeUnknownError, post_once
+from spendwatch.channels.slack import HttpSlackTransport, SlackCredentials, SlackSender
 from spendwatch.core.errors import DeliveryError, DeliveryUnknownError
 from spendwatch.devtools.fake_slack import FakeSlack, refused_url
 

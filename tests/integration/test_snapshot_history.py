@@ -13,8 +13,8 @@ from typing import Any
 import boto3
 
 from spendwatch.alerter.app import AlerterApp
-from spendwatch.alerter.render import Message
 from spendwatch.aws.store import AlertStateStore, SnapshotStore, from_attribute_map, to_attribute_map
+from spendwatch.core.alerts import Message
 from spendwatch.core.config import parse_config
 from spendwatch.core.snapshot import (
     HISTORY_KIND,

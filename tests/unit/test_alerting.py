@@ -11,11 +11,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from spendwatch.alerter.decide import Reason
 from spendwatch.alerter.process import Outcome, policy_for, process_snapshot, superseding
-from spendwatch.alerter.render import EmailContent, Message
 from spendwatch.aws.store import ClaimLostError
-from spendwatch.core.alerts import AlertState
+from spendwatch.core.alerts import AlertState, EmailContent, Message, Reason
 from spendwatch.core.config import ChannelConfig, SpendwatchConfig, parse_config
 from spendwatch.core.errors import DeliveryError, DeliveryUnknownError
 from spendwatch.core.snapshot import CreditGrant, DailyCost, Snapshot, SourceFailure, SpendLimit

@@ -71,7 +71,7 @@ def test_config_default_secret_refs_use_org_id() -> None:
         ),
         (
             VALID.replace("type: slack", "type: pager"),
-            "line 9: channels.slack: type must be one of slack, email, got 'pager'",
+            "line 9: channels.slack: type must be one of slack, email, webhook, pagerduty, teams, sns, got 'pager'",
         ),
         ("organizations: []\n", "line 1: organizations: needs at least 1 item"),
         ("- just a list\n", "(top level): expected a mapping"),

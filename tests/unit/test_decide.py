@@ -8,9 +8,8 @@ from decimal import Decimal
 
 import pytest
 
-from spendwatch.alerter.decide import Action, Decision, NotifyPolicy, Reason, effective_level, should_notify
-from spendwatch.alerter.rules import Observation
-from spendwatch.core.alerts import AlertState
+from spendwatch.alerter.decide import Action, Decision, NotifyPolicy, effective_level, should_notify
+from spendwatch.core.alerts import AlertState, Observation, Reason
 
 NOW = datetime(2026, 11, 21, 12, tzinfo=UTC)
 HOUR = timedelta(hours=1)

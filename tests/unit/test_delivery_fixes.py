@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from spendwatch.alerter.render import Message
-from spendwatch.channels.senders import KNOWN_REASONS, HttpSlackTransport, SlackCredentials, SlackSender
+from spendwatch.channels.reasons import KNOWN_REASONS
+from spendwatch.channels.slack import HttpSlackTransport, SlackCredentials, SlackSender
+from spendwatch.core.alerts import Message
 from spendwatch.core.errors import DeliveryError, DeliveryUnknownError
 from spendwatch.core.remedies import DELIVERY_FIXES
 
@@ -76,7 +77,7 @@ def test_slack_sender_webhook_url_fixed_in_ssm_is_used_after_one_reread() -> Non
     sent: list[str | None] = []
 
     def transport(creds: SlackCredentials, channel: str | None, message: Message, timeout: float) -> object:
-        from spendwatch.channels.senders import SlackReply
+        from spendwatch.channels.slack import SlackReply
 
         sent.append(creds.webhook_url)
         return SlackReply(200, None)

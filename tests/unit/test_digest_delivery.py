@@ -8,8 +8,9 @@ from typing import Any
 
 import pytest
 
-from spendwatch.alerter.render import Message
-from spendwatch.channels.senders import EmailSender, SlackCredentials, SlackReply
+from spendwatch.channels.email import EmailSender
+from spendwatch.channels.slack import SlackCredentials, SlackReply
+from spendwatch.core.alerts import Message
 from spendwatch.digest.delivery import CHANNEL_ID, DigestSlackTransport, InlineImageSes, mime_message
 from spendwatch.digest.render import DigestMessage
 
@@ -91,7 +92,7 @@ def test_slack_transport_posts_without_picture_through_a_webhook(monkeypatch: py
         seen.append(message)
         return SlackReply(200, None)
 
-    monkeypatch.setattr("spendwatch.channels.senders.HttpSlackTransport.__call__", plain_post)
+    monkeypatch.setattr("spendwatch.channels.slack.HttpSlackTransport.__call__", plain_post)
     message = DigestMessage(
         title="t",
         lines=(),

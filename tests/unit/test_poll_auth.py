@@ -14,9 +14,8 @@ from typing import Any
 import pytest
 import requests
 
-from spendwatch.alerter.decide import Reason
-from spendwatch.alerter.render import Alert, describe
-from spendwatch.alerter.rules import Observation
+from spendwatch.alerter.render import describe
+from spendwatch.core.alerts import Alert, Observation, Reason
 from spendwatch.core.config import parse_config
 from spendwatch.core.errors import AuthError
 from spendwatch.poller.collect import SOURCE_ORDER, USAGE_SPECS, collect_snapshot

@@ -192,7 +192,8 @@ def test_scrubbing_stream_finds_a_secret_split_across_writes() -> None:
 
 def test_senders_never_carry_a_registered_secret_to_the_receiver() -> None:
     from spendwatch.alerter.notices import notice_message
-    from spendwatch.channels.senders import EmailSender, SlackCredentials, SlackReply, SlackSender
+    from spendwatch.channels.email import EmailSender
+    from spendwatch.channels.slack import SlackCredentials, SlackReply, SlackSender
 
     sent: list[object] = []
 
@@ -218,3 +219,46 @@ def test_senders_never_carry_a_registered_secret_to_the_receiver() -> None:
     EmailSender("e", sender="a@example.com", recipients=["b@example.com"], client=lambda: ses).send(message)  # type: ignore[arg-type,return-value]
     assert ses.calls
     assert not contains_secret(json.dumps(ses.calls, ensure_ascii=False), [CANARY, WEBHOOK])
+
+
+def test_new_channel_senders_never_carry_a_registered_secret(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Webhook, Teams, PagerDuty and SNS scrub the payload before it is encoded; PagerDuty's routing key is
+    added afterwards, so it reaches the one field that must hold it and nothing else."""
+    from spendwatch.alerter.notices import notice_message
+    from spendwatch.channels import base
+    from spendwatch.channels.pagerduty import PagerDutySender
+    from spendwatch.channels.sns import SnsSender
+    from spendwatch.channels.teams import TeamsSender
+    from spendwatch.channels.webhook import WebhookSender
+
+    bodies: list[bytes] = []
+
+    def post_once(url: str, body: bytes, headers: dict[str, str], **kwargs: object) -> base.HttpAnswer:
+        bodies.append(body)
+        return base.HttpAnswer(202, {}, b'{"status": "success"}')
+
+    monkeypatch.setattr(base, "post_once", post_once)
+    routing_key = "R0UT1NGKEYcanary0123456789abcdef"
+    register_secret(routing_key)
+    message = notice_message(f"failed: {CANARY}", [f"receiver said {WEBHOOK} and {routing_key}"])
+    WebhookSender("w", url="https://example.com/h", signing_secret=lambda f: "whsec-canary-signing").send(message)
+    TeamsSender("t", webhook_url=lambda f: "https://example.com/teams?sig=x").send(message)
+    PagerDutySender("p", routing_key=lambda f: routing_key).send(message)
+
+    class Sns:
+        def __init__(self) -> None:
+            self.calls: list[dict[str, object]] = []
+
+        def publish(self, **kwargs: object) -> dict[str, str]:
+            self.calls.append(kwargs)
+            return {"MessageId": "m"}
+
+    sns = Sns()
+    SnsSender("s", topic_arn="arn:aws:sns:us-east-1:123456789012:t", client=lambda: sns).send(message)  # type: ignore[arg-type,return-value]
+    assert len(bodies) == 3 and sns.calls
+    for body in [*bodies, json.dumps(sns.calls).encode()]:
+        text = body.decode()
+        assert not contains_secret(text, [CANARY, WEBHOOK]), text[:200]
+    pagerduty = json.loads(bodies[2])
+    assert pagerduty["routing_key"] == routing_key
+    assert routing_key not in json.dumps({k: v for k, v in pagerduty.items() if k != "routing_key"})

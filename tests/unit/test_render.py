@@ -6,14 +6,12 @@ from decimal import Decimal
 
 import pytest
 
-from spendwatch.alerter.decide import Reason
 from spendwatch.alerter.render import (
     BLOCK_TEXT_BUDGET,
     FIELD_LIMIT,
     MAX_BLOCKS,
     SECTION_LIMIT,
     TEXT_LIMIT,
-    Alert,
     build_message,
     describe,
     escape,
@@ -21,7 +19,7 @@ from spendwatch.alerter.render import (
     sparkline,
     visible_alerts,
 )
-from spendwatch.alerter.rules import Observation
+from spendwatch.core.alerts import Alert, Observation, Reason
 from spendwatch.core.config import parse_config
 from spendwatch.core.snapshot import CostShare, CreditSummary, DailyCost, Snapshot, SpendLimit
 

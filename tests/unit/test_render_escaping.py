@@ -21,12 +21,12 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from spendwatch.alerter.decide import Reason
 from spendwatch.alerter.notices import notice_message
-from spendwatch.alerter.render import FSI, PDI, Alert, build_message, escape, render_email, untrusted
-from spendwatch.alerter.rules import Observation
-from spendwatch.channels.senders import email_from_message
+from spendwatch.alerter.render import build_message, escape, render_email
+from spendwatch.channels.email import email_from_message
+from spendwatch.core.alerts import Alert, Observation, Reason
 from spendwatch.core.snapshot import CostShare, DailyCost, Snapshot
+from spendwatch.core.text import FSI, PDI, untrusted
 
 SLOT = "Qzslotzq"
 WHEN = datetime(2026, 11, 21, 23, tzinfo=UTC)

@@ -9,7 +9,6 @@ from typing import Any
 import pytest
 
 from spendwatch.alerter.rules import (
-    Observation,
     budget_actual,
     budget_forecast,
     daily_series,
@@ -23,6 +22,7 @@ from spendwatch.alerter.rules import (
     prior_snapshots,
     spend_spike,
 )
+from spendwatch.core.alerts import Observation
 from spendwatch.core.config import OrganizationConfig, parse_config
 from spendwatch.core.snapshot import (
     CostShare,

@@ -11,23 +11,19 @@ from typing import Any
 
 import pytest
 
-from spendwatch.alerter.render import Message
+from spendwatch.channels.base import HttpAnswer, NotSentError, Pacer, post_once
+from spendwatch.channels.email import EmailSender
 from spendwatch.channels.factory import sender_factory
-from spendwatch.channels.senders import (
-    KNOWN_REASONS,
-    EmailSender,
-    HttpAnswer,
-    NotSentError,
-    Pacer,
+from spendwatch.channels.reasons import KNOWN_REASONS, metric_reason
+from spendwatch.channels.slack import (
     SlackCredentials,
     SlackReply,
     SlackSender,
     classify_slack,
-    metric_reason,
-    post_once,
     web_api_reply,
     webhook_reply,
 )
+from spendwatch.core.alerts import Message
 from spendwatch.core.config import EmailChannelConfig, SecretRef, SlackChannelConfig
 from spendwatch.core.errors import DeliveryError, DeliveryUnknownError
 

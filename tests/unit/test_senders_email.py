@@ -23,8 +23,7 @@ from botocore.exceptions import (
 from botocore.stub import Stubber
 
 from spendwatch.alerter.notices import notice_message
-from spendwatch.alerter.render import Message
-from spendwatch.channels.senders import (
+from spendwatch.channels.email import (
     EmailBody,
     EmailSender,
     classify_ses,
@@ -32,6 +31,7 @@ from spendwatch.channels.senders import (
     email_from_message,
     slack_to_plain,
 )
+from spendwatch.core.alerts import Message
 from spendwatch.core.errors import DeliveryError, DeliveryUnknownError
 
 SENDER = "alerts@example.com"

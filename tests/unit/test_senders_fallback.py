@@ -12,10 +12,10 @@ from typing import Any
 import pytest
 
 from spendwatch.alerter.notices import FallbackEvent, FallbackSender, notice_message, notify_on_change
-from spendwatch.alerter.render import Message
 from spendwatch.aws.runtime import SsmConfigSource
 from spendwatch.aws.store import ClaimLostError
-from spendwatch.core.alerts import AlertState
+from spendwatch.channels.pagerduty import pagerduty_events
+from spendwatch.core.alerts import AlertState, Message
 from spendwatch.core.errors import ConfigError, DeliveryError, DeliveryUnknownError
 
 NOW = datetime(2026, 11, 21, 23, 0, tzinfo=UTC)
@@ -128,6 +128,10 @@ def test_permanent_failure_notifies_fallback_once_then_recovery_once() -> None:
     assert [e.event for e in events] == ["failure_notified", "recovery_notified"]
     state = log.items["acme/health.delivery#slack#mail"]
     assert (state.firing, state.pending_until) == (False, None)
+    # a PagerDuty fallback: the failure notice opens an incident, the recovery notice closes the same one
+    failed, works = (pagerduty_events(m, now=NOW) for m in fallback.sent)
+    assert [e["event_action"] for e in failed + works] == ["trigger", "resolve"]
+    assert failed[0]["dedup_key"] == works[0]["dedup_key"] == "spendwatch:notice:acme:health.delivery#slack#mail"
 
 
 def test_retryable_failure_does_not_notify_the_fallback() -> None:

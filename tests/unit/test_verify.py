@@ -12,6 +12,7 @@ import pytest
 from botocore.stub import Stubber
 
 from spendwatch.alerter.verify import connected_message, next_poll_text
+from spendwatch.channels.pagerduty import pagerduty_events
 from spendwatch.cli.verify import Report, Stack, Verifier
 from spendwatch.core.config import parse_config
 from spendwatch.core.snapshot import Snapshot
@@ -72,6 +73,10 @@ def test_connected_message_names_spend_budget_sources_and_the_next_poll() -> Non
     assert "Sources: 2 OK, 1 failing (credit_grants)." in text
     assert "Next scheduled poll: about 15:00." in text
     assert "check abc123def456" in text
+    # a check, not a condition: PagerDuty pages once and resolves at once, leaving no incident open
+    events = pagerduty_events(message, now=NOW)
+    assert message.transient and [e["event_action"] for e in events] == ["trigger", "resolve"]
+    assert events[0]["dedup_key"] == events[1]["dedup_key"]
 
 
 class _Aws:

@@ -97,3 +97,34 @@ def test_watchdog_resends_an_unconfirmed_stale_notice_once_after_its_lease() -> 
     wall[0] = NOW + timedelta(hours=4)
     app.run(wall[0])
     assert len(recorder.sent) == 2, "confirmed now: never again while still stale"
+
+
+class MovingSnapshots:
+    """The newest poll is 10 hours old, then (after `recover()`) fresh."""
+
+    def __init__(self) -> None:
+        self.age = timedelta(hours=10)
+
+    def newest_poll_time(self, org_id: str) -> datetime | None:
+        return NOW - self.age
+
+
+def test_watchdog_stale_then_fresh_opens_and_closes_one_pagerduty_incident() -> None:
+    from spendwatch.channels.pagerduty import pagerduty_events
+
+    config = parse_config(
+        "organizations: [{id: stale, name: Stale, channels: [pd]}]\nchannels: {pd: {type: pagerduty}}\n", "t.yaml"
+    )
+    states, recorder, snapshots = MemoryStates(), Recorder(), MovingSnapshots()
+    app = WatchdogApp(
+        config=lambda: config,
+        snapshots=snapshots,
+        states=states,
+        sender_for=lambda remaining: lambda name, channel: recorder,  # type: ignore[arg-type,return-value]
+    )
+    app.run(NOW)
+    snapshots.age = timedelta(minutes=5)
+    app.run(NOW + timedelta(hours=1))
+    stale, fresh = (pagerduty_events(m, now=NOW) for m in recorder.sent)
+    assert [e["event_action"] for e in stale + fresh] == ["trigger", "resolve"]
+    assert stale[0]["dedup_key"] == fresh[0]["dedup_key"] == "spendwatch:notice:stale:health.stale#org#pd"

@@ -27,8 +27,8 @@ from spendwatch.alerter.rules import history_since
 from spendwatch.aws.runtime import AlerterEnv, SsmConfigSource, utc_now
 from spendwatch.aws.secrets import SsmSecrets
 from spendwatch.aws.store import AlertStateStore, SnapshotStore, from_attribute_map
+from spendwatch.channels.base import Pacer
 from spendwatch.channels.factory import sender_factory
-from spendwatch.channels.senders import Pacer
 from spendwatch.core.config import SpendwatchConfig
 from spendwatch.core.errors import SnapshotFormatError, SpendwatchError
 from spendwatch.core.observability import logger

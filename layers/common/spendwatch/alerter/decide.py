@@ -22,16 +22,7 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from enum import StrEnum
 
-from spendwatch.alerter.rules import Observation
-from spendwatch.core.alerts import AlertState
-
-
-class Reason(StrEnum):
-    FIRST_CROSSING = "first_crossing"
-    HIGHER_THRESHOLD = "higher_threshold"
-    REPEAT_DUE = "repeat_due"
-    RESOLVED = "resolved"
-    SILENCED = "silenced"
+from spendwatch.core.alerts import AlertState, Observation, Reason
 
 
 class Action(StrEnum):

@@ -16,14 +16,16 @@ from datetime import datetime
 from typing import Any
 
 from spendwatch.alerter.nflog import RESEND_AFTER_S, NotificationLog, record_after_send, resend_deadline
-from spendwatch.alerter.render import HEADER_LIMIT, SECTION_LIMIT, Message, escape, escape_plain, truncate, untrusted
+from spendwatch.alerter.render import HEADER_LIMIT, SECTION_LIMIT, escape, escape_plain
 from spendwatch.aws.store import ClaimLostError
-from spendwatch.channels.senders import EmailPayload, Sender, metric_reason
-from spendwatch.core.alerts import AlertState
+from spendwatch.channels.base import Sender
+from spendwatch.channels.email import EmailPayload
+from spendwatch.core.alerts import AlertState, Message
 from spendwatch.core.config import ChannelConfig, OrganizationConfig, SpendwatchConfig
 from spendwatch.core.errors import DeliveryError, DeliveryUnknownError
 from spendwatch.core.observability import logger, metrics
 from spendwatch.core.remedies import delivery_fix
+from spendwatch.core.text import truncate, untrusted
 
 NOTICE_RETENTION_DAYS = 400
 SenderFactory = Callable[[str, ChannelConfig], Sender]
@@ -33,7 +35,14 @@ __all__ = ["NotificationLog"]  # re-exported: callers of the notices know the lo
 
 
 def notice_message(
-    title: str, lines: Sequence[str], *, context: str | None = None, mention: str | None = None
+    title: str,
+    lines: Sequence[str],
+    *,
+    context: str | None = None,
+    mention: str | None = None,
+    transient: bool = False,
+    key: str | None = None,
+    firing: bool = True,
 ) -> Message:
     """A short Slack message (and, through `email_from_message`, an e-mail); every value is escaped here.
 
@@ -63,6 +72,9 @@ def notice_message(
         blocks=tuple(blocks),
         raw_title=title,
         raw_lines=(*lines, *([context] if context else [])),
+        transient=transient,
+        notice_key=key,
+        notice_firing=firing,
     )
 
 
@@ -152,7 +164,7 @@ def log_unconfirmed(error: DeliveryUnknownError, *, org_id: str, keys: Sequence[
         namespace=metrics.namespace,
         default_dimensions={"service": str(metrics.service or "spendwatch")},
     ) as metric:
-        metric.add_dimension(name="reason", value=metric_reason(error.reason))
+        metric.add_dimension(name="reason", value=_metric_reason(error.reason))
     logger.warning(
         "delivery unconfirmed",
         org_id=org_id,
@@ -265,7 +277,9 @@ class FallbackSender:
             title = f"spendwatch: channel {self.name} works again for {org_name}"
             lines = [f"Channel {self.name} delivered an alert for {org_name} again."]
             context = None
-        message = notice_message(title, lines, context=context, mention=self._mention)
+        message = notice_message(
+            title, lines, context=context, mention=self._mention, key=f"{self._org_id}:{key}", firing=firing
+        )
         try:
             sent = notify_on_change(
                 self._states,
@@ -274,7 +288,7 @@ class FallbackSender:
                 firing=firing,
                 send=lambda: self._fallback().send(message),
                 now=self._now(),
-                reason=metric_reason(reason),
+                reason=_metric_reason(reason),
                 prior=prior,
                 known=True,
             )
@@ -304,7 +318,7 @@ def record_delivery_failure(error: DeliveryError, *, org_id: str, role: str = "m
         namespace=metrics.namespace,
         default_dimensions={"service": str(metrics.service or "spendwatch")},
     ) as metric:
-        metric.add_dimension(name="reason", value=metric_reason(error.reason))
+        metric.add_dimension(name="reason", value=_metric_reason(error.reason))
     log = logger.error if not error.retryable else logger.warning
     log(
         "delivery failed",
@@ -363,3 +377,11 @@ def with_fallback(
         )
 
     return wrapped
+
+
+def _metric_reason(reason: str) -> str:
+    # Imported on a failure only: the reason set spans every channel module, which a healthy alerter
+    # (Slack only, say) never loads.
+    from spendwatch.channels.reasons import metric_reason  # noqa: PLC0415
+
+    return metric_reason(reason)

@@ -13,17 +13,35 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
+from functools import partial
 from typing import Any
 
-from spendwatch.alerter.decide import Action, NotifyPolicy, Reason, should_notify
+from spendwatch.alerter.decide import Action, NotifyPolicy, should_notify
 from spendwatch.alerter.nflog import RESEND_AFTER_S, NotificationLog, record_after_send, resend_deadline
-from spendwatch.alerter.render import Alert, EmailContent, Message, build_message, render_email
-from spendwatch.alerter.rules import RULE_SECTION, Observation, evaluate
+from spendwatch.alerter.render import build_message, render_email
+from spendwatch.alerter.rules import evaluate
 from spendwatch.aws.store import ClaimLostError
-from spendwatch.channels.senders import Sender
-from spendwatch.core.config import ChannelConfig, EmailChannelConfig, OrganizationConfig, SpendwatchConfig
+from spendwatch.channels.base import Sender
+from spendwatch.core.alerts import (
+    RULE_SECTION,
+    Alert,
+    AlertState,
+    EmailContent,
+    Message,
+    Observation,
+    Reason,
+    highest,
+    severity_of,
+)
+from spendwatch.core.config import (
+    ChannelConfig,
+    EmailChannelConfig,
+    OrganizationConfig,
+    SlackChannelConfig,
+    SpendwatchConfig,
+)
 from spendwatch.core.errors import DeliveryError, DeliveryUnknownError
 from spendwatch.core.observability import logger
 from spendwatch.core.snapshot import Snapshot
@@ -157,11 +175,15 @@ def process_snapshot(
         pending: list[_Due] = []
         unknown: DeliveryUnknownError | None = None
         try:
+            channel = config.channels[channel_name]
             _claim_due(
                 org,
                 channel_name,
-                observations,
-                policies=policies,
+                [*observations, *last_month(observations, snapshot.period)]
+                if channel.type == "pagerduty"
+                else observations,
+                policies=channel_policies(channel, policies),
+                routes=partial(routed, channel),
                 states=states,
                 moment=moment,
                 outcome=outcome,
@@ -170,7 +192,6 @@ def process_snapshot(
             )
             if not pending:
                 continue
-            channel = config.channels[channel_name]
             sender = sender_for(channel_name, channel)
             deliver: Callable[[Any], None] = sender.send  # an e-mail sender takes `EmailContent`
             try:
@@ -288,6 +309,7 @@ def _claim_due(
     outcome: Outcome,
     pending: list[_Due],
     lease_s: int | None,
+    routes: Callable[[Observation, AlertState | None], bool] = lambda obs, prior: True,
 ) -> None:
     """Decide every alert on one channel; claim those with a change; record the silent ones at once.
 
@@ -301,6 +323,8 @@ def _claim_due(
     previous = states.get_many(org.id, list(keyed))
     for key, obs in keyed.items():
         prior = previous.get(key)
+        if not routes(obs, prior):
+            continue  # this channel does not carry this rule or severity: no message and no state
         if prior is not None and prior.held and prior.claim_live(moment):
             outcome.skipped_claims.append(key)  # sent already, only its record is missing
             continue
@@ -342,13 +366,53 @@ def _claim_due(
             break
 
 
+def channel_policies(channel: ChannelConfig, policies: dict[str, NotifyPolicy]) -> dict[str, NotifyPolicy]:
+    """The rules' policies as this channel applies them: a channel's own `send_resolved` (PagerDuty's is on
+    by default, so its incidents close themselves) replaces each rule's."""
+    own = getattr(channel, "send_resolved", None)
+    if own is None:
+        return policies
+    return {rule: replace(policy, send_resolved=own) for rule, policy in policies.items()}
+
+
+def last_month(observations: Sequence[Observation], period: str) -> list[Observation]:
+    """Last month's alerts of the monthly rules, as cleared: what lets PagerDuty close an incident opened
+    last month (a new month's keys are new, so nothing else would ever resolve it).
+
+    Only a key whose log entry is still firing on the channel leads to a message (a resolve); any other
+    is decided as nothing. Other channels never get these: a month's end is not news there.
+    """
+    year, month = (int(part) for part in period.split("-"))
+    previous = f"{year - 1}-12" if month == 1 else f"{year}-{month - 1:02d}"
+    suffix = f"#{period}"
+    return [
+        replace(obs, key=obs.key.removesuffix(suffix) + f"#{previous}", level=None, hold_level=None)
+        for obs in observations
+        if obs.key.endswith(suffix)
+    ]
+
+
+def routed(channel: ChannelConfig, obs: Observation, prior: AlertState | None) -> bool:
+    """Whether `channel` carries this alert: its rule is routed there and its severity is high enough.
+
+    The severity is the higher of the current level's and the level last notified on this channel, so a
+    channel that got an alert also gets its resolve (PagerDuty closes the incident it opened).
+    """
+    severity = severity_of(obs.rule_id, obs.level)
+    if prior is not None and prior.firing:
+        severity = highest(severity, severity_of(obs.rule_id, prior.notified_level))
+    return channel.routes(RULE_SECTION.get(obs.rule_id), severity)
+
+
 def render_for(
     channel: ChannelConfig, snapshot: Snapshot, alerts: list[Alert], *, now: datetime, org: OrganizationConfig
 ) -> Message | EmailContent:
-    """The payload a channel reads: a Slack Block Kit message, or an e-mail (subject, text, HTML)."""
+    """The payload a channel reads: an e-mail (subject, text, HTML), or the message built for Slack, which
+    carries the medium-neutral `Content` and the alerts every other channel renders from."""
     if isinstance(channel, EmailChannelConfig):
         return render_email(snapshot, alerts, now=now, org=org, subject_prefix=channel.subject_prefix)
-    return build_message(snapshot, alerts, mention=channel.mention, now=now, org=org)
+    mention = channel.mention if isinstance(channel, SlackChannelConfig) else None
+    return build_message(snapshot, alerts, mention=mention, now=now, org=org)
 
 
 def _record(states: NotificationLog, org_id: str, key: str, alert: Alert, moment: datetime) -> None:

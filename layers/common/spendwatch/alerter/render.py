@@ -1,15 +1,12 @@
 """Messages people read: a Slack Block Kit payload and an e-mail (plain text + HTML) built from alerts.
 
-Pure: no network. Both renderings share one content model (`Content`) built from raw text; each output
+Pure: no network. Both renderings share one content model (`Content`, spendwatch.core.alerts) built from
+raw text; the Slack message carries it so the other channels render it in their own format; each output
 escapes for its medium. Untrusted strings (organization, project, line item, grant and source names,
 error details) go through `untrusted()` where they are placed in a sentence, and every text then through
 the medium's escaping, in this module for every renderer (alerts, notices, the watchdog, test messages):
 
-- `untrusted()`: line breaks and control characters become spaces, format characters (bidi overrides
-  and embeddings U+202A-U+202E, isolates U+2066-U+2069, marks U+200E/U+200F, zero-width characters) are
-  removed, the name is clipped, and a name with right-to-left letters or Arabic digits is wrapped in a
-  first-strong isolate (U+2068 ... U+2069), so that by the Unicode bidi algorithm it cannot reorder the
-  text around it;
+- `untrusted()` (spendwatch.core.text): one line, no format characters, clipped, bidi-isolated;
 - Slack mrkdwn (`escape`): `&`, `<`, `>` as entities (no mention, link or channel reference), and `*`,
   `_`, `~`, `` ` `` replaced by lookalikes (U+2217, U+02CD, U+223C, U+02CB), since Slack has no
   backslash escape for them: a name stays readable and cannot bold, italicize, strike or code-format
@@ -26,24 +23,18 @@ from __future__ import annotations
 
 import html
 import re
-import unicodedata
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
-from spendwatch.alerter.decide import Reason
-from spendwatch.alerter.rules import (
-    Observation,
-    days_left_in_month,
-    forecast_month_end,
-    organization_hard_limit,
-    prepaid_balance,
-)
+from spendwatch.alerter.rules import days_left_in_month, forecast_month_end, organization_hard_limit, prepaid_balance
+from spendwatch.core.alerts import Alert, Content, EmailContent, Message, Reason
 from spendwatch.core.config import OrganizationConfig
 from spendwatch.core.money import format_percent, format_usd, percent_of
 from spendwatch.core.snapshot import CostShare, Snapshot, isoformat_utc
+from spendwatch.core.text import NAME_LIMIT, TRUNCATION_MARK, balanced, neutralize, truncate, untrusted
 
 USAGE_URL = "https://platform.openai.com/usage"
 SECTION_LIMIT = 3000
@@ -53,109 +44,13 @@ TEXT_LIMIT = 40000
 BLOCK_TEXT_BUDGET = 12000
 MAX_BLOCKS = 50
 TOP_N = 5
-NAME_LIMIT = 80
 DETAIL_LIMIT = 300
-TRUNCATION_MARK = "…(truncated)"
 SPARK_CHARS = "▁▂▃▄▅▆▇█"
-_BREAKS = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]+")
-"""control characters, line and paragraph separators: a name is one line"""
-BLANK_NAME = "(blank)"
-FSI = "\u2068"
-"""FIRST STRONG ISOLATE: a name's direction cannot leak out of it (closed by PDI)"""
-PDI = "\u2069"
-_RIGHT_TO_LEFT = frozenset({"R", "AL", "AN"})
 _MRKDWN_LOOKALIKES = {"*": "\u2217", "_": "\u02cd", "~": "\u223c", "`": "\u02cb"}
 """Slack formats *bold*, _italic_, ~strike~ and `code` and has no escape for them: lookalikes read the same"""
 _MRKDWN_FORMATTING = re.compile(r"`|(?<![^\W_])[*_~]|[*_~](?![^\W_])")
 """Backticks, and `*_~` not between two letters or digits: inside a word (`token_revoked`) Slack formats
 nothing, so those stay as written"""
-
-
-@dataclass(frozen=True)
-class Alert:
-    """One notification-worthy change, ready to render."""
-
-    observation: Observation
-    reason: Reason
-    level: Decimal | None
-
-
-@dataclass(frozen=True)
-class Message:
-    title: str
-    lines: tuple[str, ...]
-    """Alert lines, already escaped for Slack mrkdwn."""
-    text: str
-    blocks: tuple[dict[str, Any], ...]
-    snapshot: Snapshot | None = None
-    """What the message was built from, so another channel (e-mail) can render the same content."""
-    alerts: tuple[Alert, ...] = ()
-    org: OrganizationConfig | None = None
-    raw_title: str | None = None
-    """A notice's title as raw text (not escaped for Slack), so e-mail renders it without Slack's escaping."""
-    raw_lines: tuple[str, ...] = ()
-    """A notice's lines (and context) as raw text."""
-
-
-@dataclass(frozen=True)
-class EmailContent:
-    subject: str
-    text: str
-    html: str
-
-
-@dataclass(frozen=True)
-class Content:
-    """What a message says, as raw (unescaped) text; each rendering escapes for its medium."""
-
-    title: str
-    lines: tuple[str, ...]
-    figures: tuple[tuple[str, str], ...] = ()
-    spark: str | None = None
-    trend_caption: str | None = None
-    top_projects: tuple[str, ...] = ()
-    top_line_items: tuple[str, ...] = ()
-    freshness: str = ""
-    resolved_only: bool = False
-
-
-def untrusted(value: object, limit: int = NAME_LIMIT) -> str:
-    """A name from outside (an org, project, line item, grant or source name, an error detail) ready to be
-    placed in a sentence: one line, no format characters, clipped, and bidi-isolated when it holds
-    right-to-left text. Every renderer puts names through this before any medium's escaping."""
-    text = "".join(ch for ch in _BREAKS.sub(" ", str(value)) if unicodedata.category(ch) != "Cf").strip()
-    # A combining mark at the start would draw over the character before the name (ours).
-    text = text.lstrip("".join({ch for ch in text[:8] if unicodedata.category(ch).startswith("M")}))
-    if len(text) > limit:
-        text = text[: limit - 1] + "…"
-    if not text:
-        return BLANK_NAME  # all invisible: say so rather than leave a gap the reader cannot see
-    if any(unicodedata.bidirectional(ch) in _RIGHT_TO_LEFT for ch in text):
-        return f"{FSI}{text}{PDI}"
-    return text
-
-
-def neutralize(text: str) -> str:
-    """One line of text with every format character removed except balanced isolates (`untrusted`'s).
-
-    Applied to whole lines by every medium, so that a name interpolated without `untrusted()` still
-    cannot break the line, override the direction of what follows, or hide characters.
-    """
-    out: list[str] = []
-    open_at: list[int] = []
-    for ch in _BREAKS.sub(" ", text):
-        if ch == FSI:
-            open_at.append(len(out))
-            out.append(ch)
-        elif ch == PDI:
-            if open_at:
-                open_at.pop()
-                out.append(ch)
-        elif unicodedata.category(ch) != "Cf":
-            out.append(ch)
-    for index in reversed(open_at):  # an isolate never closed would swallow the rest of the line
-        del out[index]
-    return "".join(out)
 
 
 def escape_plain(text: str) -> str:
@@ -173,19 +68,7 @@ def _one_line(text: str, limit: int) -> str:
     text = neutralize(text).strip()
     if len(text) <= limit:
         return text
-    return _balanced(text[: limit - 1]) + "…"
-
-
-def _balanced(text: str) -> str:
-    """`text` cut somewhere: close an isolate the cut left open, so the rest is not inside it."""
-    return text + PDI * max(0, text.count(FSI) - text.count(PDI))
-
-
-def truncate(text: str, limit: int) -> str:
-    """`text` within `limit` characters, the cut marked (and no isolate left open by it)."""
-    if len(text) <= limit:
-        return text
-    return _balanced(text[: limit - len(TRUNCATION_MARK) - 1]) + TRUNCATION_MARK
+    return balanced(text[: limit - 1]) + "…"
 
 
 def _days(value: Decimal) -> str:
@@ -469,6 +352,7 @@ def build_content(
         top_line_items=_top(snapshot.costs_by_line_item_usd, snapshot, projects=False),
         freshness=freshness(snapshot, now),
         resolved_only=resolved_only,
+        alert_lines=tuple((a.observation.key, describe(a)) for a in alerts),
     )
 
 
@@ -568,6 +452,7 @@ def build_message(
         snapshot=snapshot,
         alerts=tuple(alerts),
         org=org,
+        content=content,
     )
 
 

@@ -14,11 +14,12 @@ from __future__ import annotations
 
 import calendar
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from statistics import median
 
+from spendwatch.core.alerts import Observation
 from spendwatch.core.config import BudgetConfig, OrganizationConfig
 from spendwatch.core.money import format_percent, format_usd, percent_of
 from spendwatch.core.snapshot import CostShare, CreditGrant, Snapshot
@@ -30,48 +31,11 @@ PROVISIONAL_DAYS = 2
 MIN_BASELINE_DAYS = 3
 """Fewest settled days a spike baseline or a burn rate is computed from."""
 
-RULE_SECTION = {
-    "budget.actual": "budget",
-    "budget.forecast": "forecast",
-    "hard_limit": "hard_limit",
-    "grant.expiry": "grant_expiry",
-    "low_balance": "low_balance",
-    "low_balance.runway": "low_balance",
-    "spike": "spike",
-    "health.source": "health",
-    "health.condition": "health",
-    "health.admin_key": "health",
-}
-"""Rule id -> the `rules:` config section (and silence `rule:` name) that governs it."""
 
 INFORMATIONAL_CONDITIONS = frozenset({"snapshot_trimmed"})
 """Conditions a snapshot reports that are not a monitor problem, so they never alert."""
 
 ONE = Decimal(1)
-
-
-@dataclass(frozen=True)
-class Observation:
-    rule_id: str
-    key: str
-    """Stable identity of the alert in the notification log, scoped to its period."""
-    level: Decimal | None
-    """The highest threshold currently crossed, or None when the condition does not hold."""
-    summary: str
-    facts: dict[str, Decimal | str] = field(default_factory=dict)
-    hold_level: Decimal | None = None
-    """The highest threshold still held by the hysteresis margin (>= level); None: no hysteresis."""
-    labels: tuple[tuple[Decimal, str], ...] = ()
-    """How each level of a ladder reads in a message, e.g. (80, "80.0%") or (64.5, "$322.50")."""
-    collapse_key: str | None = None
-    """Alerts sharing this key in one message are shown as one line: the one with the highest `urgency`."""
-    urgency: int = 0
-
-    def label(self, level: Decimal | None) -> str | None:
-        for value, text in self.labels:
-            if value == level:
-                return text
-        return None
 
 
 # --- helpers ---------------------------------------------------------------------------------------

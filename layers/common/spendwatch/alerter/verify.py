@@ -20,14 +20,15 @@ from typing import Any, Protocol
 
 from spendwatch.alerter.nflog import NotificationLog
 from spendwatch.alerter.notices import notice_message
-from spendwatch.alerter.render import Message, untrusted
 from spendwatch.aws.store import ClaimLostError
-from spendwatch.channels.senders import Sender
+from spendwatch.channels.base import Sender
+from spendwatch.core.alerts import Message
 from spendwatch.core.config import ChannelConfig, OrganizationConfig, SpendwatchConfig
 from spendwatch.core.errors import DeliveryError, DeliveryUnknownError
 from spendwatch.core.money import format_percent, format_usd, percent_of
 from spendwatch.core.observability import logger
 from spendwatch.core.snapshot import Snapshot, isoformat_utc
+from spendwatch.core.text import untrusted
 
 CONNECTED = "spendwatch is connected"
 CLAIM_LEASE_S = 180
@@ -93,6 +94,7 @@ def connected_message(
         f"{CONNECTED}: {untrusted(org.name)}",
         lines,
         context=f"Sent by `spendwatch verify` (check {snapshot.verify}) at {isoformat_utc(now)}.",
+        transient=True,
     )
 
 

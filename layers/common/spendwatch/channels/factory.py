@@ -14,19 +14,24 @@ from pydantic import Field
 
 from spendwatch.aws.runtime import _Env
 from spendwatch.aws.secrets import SecretSource
-from spendwatch.channels.senders import (
-    SES_CONNECT_TIMEOUT_S,
-    SES_READ_TIMEOUT_S,
+from spendwatch.channels.base import DEFAULT_CONNECT_TIMEOUT_S, DEFAULT_TIMEOUT_S, Pacer, Sender
+from spendwatch.channels.email import SES_CONNECT_TIMEOUT_S, SES_READ_TIMEOUT_S, EmailSender
+from spendwatch.channels.slack import (
     SLACK_CONNECT_TIMEOUT_S,
     SLACK_TIMEOUT_S,
-    EmailSender,
-    Pacer,
-    Sender,
     SlackCredentials,
     SlackSender,
     SlackTransport,
 )
-from spendwatch.core.config import ChannelConfig, EmailChannelConfig, SlackChannelConfig
+from spendwatch.core.config import (
+    ChannelConfig,
+    EmailChannelConfig,
+    PagerDutyChannelConfig,
+    SlackChannelConfig,
+    SnsChannelConfig,
+    TeamsChannelConfig,
+    WebhookChannelConfig,
+)
 from spendwatch.core.errors import DeliveryError
 
 _Seconds = Annotated[float, Field(gt=0, le=60)]
@@ -39,6 +44,11 @@ class DeliveryTimeouts(_Env):
     spendwatch_slack_connect_timeout_s: _Seconds = SLACK_CONNECT_TIMEOUT_S
     spendwatch_ses_connect_timeout_s: _Seconds = SES_CONNECT_TIMEOUT_S
     spendwatch_ses_read_timeout_s: _Seconds = SES_READ_TIMEOUT_S
+    spendwatch_http_timeout_s: _Seconds = DEFAULT_TIMEOUT_S
+    """webhook, Teams and PagerDuty: the whole request"""
+    spendwatch_http_connect_timeout_s: _Seconds = DEFAULT_CONNECT_TIMEOUT_S
+    spendwatch_sns_connect_timeout_s: _Seconds = SES_CONNECT_TIMEOUT_S
+    spendwatch_sns_read_timeout_s: _Seconds = SES_READ_TIMEOUT_S
 
 
 SenderBuilder = Callable[[str, ChannelConfig], Sender]
@@ -53,6 +63,7 @@ def sender_factory(
     pacer: Pacer | None = None,
     ses_client: Callable[[], object] | None = None,
     slack_transport: SlackTransport | None = None,
+    sns_client: Callable[[], object] | None = None,
 ) -> SenderBuilder:
     """Builds the sender of a configured channel: Slack (webhook or bot token) or e-mail (SES v2).
 
@@ -96,6 +107,56 @@ def sender_factory(
                 connect_timeout_s=timeouts.spendwatch_ses_connect_timeout_s,
                 read_timeout_s=timeouts.spendwatch_ses_read_timeout_s,
                 **extra,  # type: ignore[arg-type]
+            )
+        http = {
+            "remaining_s": remaining_s,
+            "pacer": pacer,
+            "timeout_s": timeouts.spendwatch_http_timeout_s,
+            "connect_timeout_s": timeouts.spendwatch_http_connect_timeout_s,
+        }
+        if isinstance(channel, WebhookChannelConfig):
+            from spendwatch.channels.webhook import WebhookSender  # noqa: PLC0415
+
+            ref = channel.signing_secret
+            return WebhookSender(
+                name,
+                url=channel.url,
+                signing_secret=lambda force: secrets.get(ref, force_fetch=force),
+                headers=channel.headers,
+                **http,  # type: ignore[arg-type]
+            )
+        # The other channel types are imported when one is configured: an alerter that only posts to Slack
+        # does not load them.
+        if isinstance(channel, SnsChannelConfig):
+            from spendwatch.channels.sns import SnsSender  # noqa: PLC0415
+
+            return SnsSender(
+                name,
+                topic_arn=channel.topic_arn,
+                remaining_s=remaining_s,
+                connect_timeout_s=timeouts.spendwatch_sns_connect_timeout_s,
+                read_timeout_s=timeouts.spendwatch_sns_read_timeout_s,
+                **({"client": sns_client} if sns_client is not None else {}),  # type: ignore[arg-type]
+            )
+        if isinstance(channel, TeamsChannelConfig):
+            from spendwatch.channels.teams import TeamsSender  # noqa: PLC0415
+
+            url_ref = channel.webhook_url
+            return TeamsSender(
+                name,
+                webhook_url=lambda force: secrets.get(url_ref, force_fetch=force),
+                **http,  # type: ignore[arg-type]
+            )
+        if isinstance(channel, PagerDutyChannelConfig):
+            from spendwatch.channels.pagerduty import PagerDutySender  # noqa: PLC0415
+
+            key_ref = channel.routing_key
+            return PagerDutySender(
+                name,
+                routing_key=lambda force: secrets.get(key_ref, force_fetch=force),
+                events_url=channel.events_url,
+                min_severity=channel.min_severity,
+                **{**http, "pacer": None},  # type: ignore[arg-type] # its own pacer: 2 events a second per key
             )
         raise DeliveryError(
             name,

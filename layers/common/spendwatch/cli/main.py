@@ -424,10 +424,11 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 def _check_one(config: SpendwatchConfig, snap: Snapshot, now: datetime) -> dict[str, Any]:
     """What a channel with no notification history would be sent for this snapshot."""
-    from spendwatch.alerter.decide import Action, Reason, should_notify  # noqa: PLC0415
+    from spendwatch.alerter.decide import Action, should_notify  # noqa: PLC0415
     from spendwatch.alerter.process import policy_for  # noqa: PLC0415
-    from spendwatch.alerter.render import Alert, describe  # noqa: PLC0415
+    from spendwatch.alerter.render import describe  # noqa: PLC0415
     from spendwatch.alerter.rules import evaluate  # noqa: PLC0415
+    from spendwatch.core.alerts import Alert, Reason  # noqa: PLC0415
     from spendwatch.core.snapshot import isoformat_utc  # noqa: PLC0415
 
     org = config.organization(snap.org_id)
@@ -479,12 +480,12 @@ def cmd_test_alert(args: argparse.Namespace) -> int:
     a config error.
     """
     from spendwatch.alerter.notices import notice_message  # noqa: PLC0415
-    from spendwatch.alerter.render import untrusted  # noqa: PLC0415
     from spendwatch.aws.secrets import EnvSecrets  # noqa: PLC0415
     from spendwatch.channels.factory import sender_factory  # noqa: PLC0415
     from spendwatch.core.config import resolve_local_config  # noqa: PLC0415
     from spendwatch.core.errors import DeliveryError  # noqa: PLC0415
     from spendwatch.core.snapshot import isoformat_utc  # noqa: PLC0415
+    from spendwatch.core.text import untrusted  # noqa: PLC0415
 
     try:
         config = resolve_local_config(os.environ)
@@ -509,6 +510,7 @@ def cmd_test_alert(args: argparse.Namespace) -> int:
                 f"Alerts for {', '.join(untrusted(o) for o in orgs) or 'no organization'} are sent here.",
             ],
             context=f"Sent {sent_at} by `spendwatch test-alert`.",
+            transient=True,
         )
         try:
             build(name, config.channels[name]).send(message)

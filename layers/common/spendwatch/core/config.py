@@ -38,6 +38,7 @@ from pydantic import (
 )
 from pydantic.json_schema import GenerateJsonSchema
 
+from spendwatch.core.alerts import SEVERITIES, Severity
 from spendwatch.core.config_input import (
     MAX_CONFIG_BYTES,
     ConfigDocument,
@@ -54,7 +55,7 @@ from spendwatch.core.numbers import dynamodb_misfit, dynamodb_number
 DEFAULT_CONFIG_PATH = Path("config/spendwatch.yaml")
 DEFAULT_THRESHOLDS_PERCENT = (Decimal(50), Decimal(80), Decimal(100))
 ORG_ID_PATTERN = r"^[a-z0-9][a-z0-9-]{0,62}$"
-RESERVED_ORG_IDS = frozenset({"slack", "config"})
+RESERVED_ORG_IDS = frozenset({"slack", "config", "channels"})
 MAX_USD = Decimal(100_000_000)
 MAX_DECIMAL_PLACES = 10
 SAMPLE_ORG_NAME = "My OpenAI organization"
@@ -284,7 +285,35 @@ class BudgetConfig(_Model):
         return self
 
 
-class SlackChannelConfig(_Model):
+RuleName = Literal["budget", "forecast", "hard_limit", "grant_expiry", "low_balance", "spike", "health"]
+"""A `rules:` section: what silences and channel routes name."""
+
+
+class _Routed(_Model):
+    """What every channel type shares: which alerts it carries (docs/channels.md, "Routing").
+
+    A channel carries an alert when the alert's rule is in `rules` (empty: every rule) and its severity
+    (docs/rules.md, "Severity") is at least `min_severity`. Notices about the monitor itself (a failing
+    channel, a stopped poller, `verify`, `test-alert`) are not alerts of a rule and always go through.
+    """
+
+    rules: Annotated[tuple[RuleName, ...], Field(max_length=7)] = ()
+    min_severity: Severity = "info"
+
+    @field_validator("rules")
+    @classmethod
+    def _unique_rules(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        _unique(value, "rules")
+        return value
+
+    def routes(self, rule: str | None, severity: str) -> bool:
+        """Whether an alert of `rule` (a `rules:` section) at `severity` goes to this channel."""
+        if self.rules and rule not in self.rules:
+            return False
+        return SEVERITIES.index(severity) >= SEVERITIES.index(self.min_severity)
+
+
+class SlackChannelConfig(_Routed):
     """Slack through an incoming webhook, or through a bot token and a channel (chat.postMessage)."""
 
     type: Literal["slack"]
@@ -297,7 +326,7 @@ class SlackChannelConfig(_Model):
 _EMAIL = r"^[^@\s]+@[^@\s]+\.[^@\s]+$"
 
 
-class EmailChannelConfig(_Model):
+class EmailChannelConfig(_Routed):
     """E-mail through Amazon SES (v2) from a verified identity."""
 
     type: Literal["email"]
@@ -316,7 +345,98 @@ class EmailChannelConfig(_Model):
         return value
 
 
-ChannelConfig = Annotated[SlackChannelConfig | EmailChannelConfig, Field(discriminator="type")]
+_HEADER_NAME = r"^[A-Za-z0-9][A-Za-z0-9-]{0,63}$"
+_RESERVED_HEADERS = frozenset(
+    {"content-type", "content-length", "host", "connection", "transfer-encoding", "user-agent"}
+)
+
+
+def _receiver_url(value: str) -> str:
+    """An https URL (http only to a loopback stand-in), without spaces or a fragment."""
+    problem = receiver_url_problem(value)
+    if problem:
+        raise ValueError(f"not a receiver URL: {problem}")
+    return value
+
+
+ReceiverUrl = Annotated[str, Field(min_length=8, max_length=2048), AfterValidator(_receiver_url)]
+
+
+class WebhookChannelConfig(_Routed):
+    """A signed JSON POST to any HTTPS endpoint (docs/channels.md, "Webhook")."""
+
+    type: Literal["webhook"]
+    url: ReceiverUrl
+    signing_secret: SecretRef = SecretRef(
+        parameter="/spendwatch/channels/webhook-signing-secret", env="SPENDWATCH_WEBHOOK_SIGNING_SECRET"
+    )
+    """the HMAC-SHA256 key the receiver verifies `X-Spendwatch-Signature` with (SSM SecureString)"""
+    headers: Annotated[
+        dict[Annotated[str, Field(pattern=_HEADER_NAME)], Annotated[str, Field(max_length=1000, pattern=ONE_LINE)]],
+        Field(max_length=10),
+    ] = {}
+    """extra headers sent with every request (not secrets: they are stored in the config)"""
+    send_resolved: StrictBool | None = None
+    """None: each rule's own `send_resolved`"""
+
+    @field_validator("headers")
+    @classmethod
+    def _not_ours(cls, value: dict[str, str]) -> dict[str, str]:
+        taken = sorted(n for n in value if n.lower() in _RESERVED_HEADERS or n.lower().startswith("x-spendwatch-"))
+        if taken:
+            raise ValueError(f"headers {taken} are set by spendwatch itself and cannot be replaced")
+        lowered = [n.lower() for n in value]
+        _unique(tuple(lowered), "headers (names are case-insensitive)")
+        return value
+
+
+class PagerDutyChannelConfig(_Routed):
+    """PagerDuty Events API v2: triggers by the alert's key, resolves when it resolves (docs/channels.md)."""
+
+    type: Literal["pagerduty"]
+    routing_key: SecretRef = SecretRef(
+        parameter="/spendwatch/channels/pagerduty-routing-key", env="SPENDWATCH_PAGERDUTY_ROUTING_KEY"
+    )
+    """the integration key of an Events API v2 integration (SSM SecureString)"""
+    send_resolved: StrictBool = True
+    """on by default, whatever the rules say: an incident closes itself when its alert resolves"""
+    events_url: ReceiverUrl = "https://events.pagerduty.com/v2/enqueue"
+    """`https://events.eu.pagerduty.com/v2/enqueue` for an EU service region"""
+
+
+class TeamsChannelConfig(_Routed):
+    """Microsoft Teams through a Workflows incoming webhook, as an Adaptive Card (docs/channels.md, "Teams")."""
+
+    type: Literal["teams"]
+    webhook_url: SecretRef = SecretRef(
+        parameter="/spendwatch/channels/teams-webhook-url", env="SPENDWATCH_TEAMS_WEBHOOK_URL"
+    )
+    """the workflow's URL: its `sig=` is a credential, so it is stored as an SSM SecureString"""
+    send_resolved: StrictBool | None = None
+    """None: each rule's own `send_resolved`"""
+
+
+class SnsChannelConfig(_Routed):
+    """An Amazon SNS standard topic (docs/channels.md, "SNS"): AWS Chatbot, SMS, e-mail, HTTPS, SQS, Lambda."""
+
+    type: Literal["sns"]
+    topic_arn: Annotated[
+        str, Field(pattern=r"^arn:aws[a-z-]*:sns:[a-z]{2}(-[a-z]+)+-\d:\d{12}:[A-Za-z0-9_-]{1,256}$", max_length=400)
+    ]
+    """a standard topic; list it in the stack's AlertTopicArns parameter so the functions may publish to it"""
+    send_resolved: StrictBool | None = None
+    """None: each rule's own `send_resolved`"""
+
+
+ChannelConfig = Annotated[
+    SlackChannelConfig
+    | EmailChannelConfig
+    | WebhookChannelConfig
+    | PagerDutyChannelConfig
+    | TeamsChannelConfig
+    | SnsChannelConfig,
+    Field(discriminator="type"),
+]
 
 
 class DeclaredGrant(_Model):
@@ -339,8 +459,6 @@ class DeclaredGrant(_Model):
 
 
 # --- Alert rules and silences (reference: docs/rules.md) ---------------------------------------------
-
-RuleName = Literal["budget", "forecast", "hard_limit", "grant_expiry", "low_balance", "spike", "health"]
 
 
 class ProjectBudgetConfig(BudgetConfig):
@@ -620,6 +738,9 @@ class SpendwatchConfig(_Model):
                         known = sorted(self.channels) or "none defined"
                         where = f"organizations[{index}].digests[{number}].channels"
                         raise ValueError(f"{where}: unknown channel {name!r} (known: {known})")
+                    if self.channels[name].type == "pagerduty":
+                        where = f"organizations[{index}].digests[{number}].channels"
+                        raise ValueError(f"{where}: {name!r} is a PagerDuty channel, which carries alerts, not digests")
                 if not (digest.channels or org.channels):
                     where = f"organizations[{index}].digests[{number}]"
                     raise ValueError(f"{where}: no channel to send it to (name channels here or on the organization)")
@@ -732,6 +853,25 @@ def config_warnings(config: SpendwatchConfig, doc: ConfigDocument | None = None)
 
 _LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "::1"}
 _WEBHOOK_PATH = re.compile(r"^/services/[A-Za-z0-9]+/[A-Za-z0-9]+/[A-Za-z0-9]+$")
+
+
+def receiver_url_problem(url: str) -> str | None:
+    """Why `url` cannot be a receiver's endpoint (https, or http to loopback only), without repeating it."""
+    if url != url.strip() or any(c.isspace() or ord(c) < 32 for c in url):
+        return "it contains spaces or line breaks"
+    try:
+        parts = urlsplit(url)
+        host = (parts.hostname or "").lower()
+        parts.port  # noqa: B018 - raises for a port that is not a number
+    except ValueError:
+        return "it is not a URL"
+    if parts.scheme != "https" and not (host in _LOOPBACK_HOSTS and parts.scheme == "http"):
+        return "it does not start with https:// (plain http only to a local stand-in on 127.0.0.1)"
+    if not host:
+        return "it has no host"
+    if parts.fragment or parts.username or parts.password:
+        return "it has a #fragment or user:password@ part"
+    return None
 
 
 def webhook_url_problem(url: str) -> str | None:

@@ -145,7 +145,7 @@ def _message(  # noqa: PLR0911 - the special cases first, then the table
         return message[:1].lower() + message[1:]
     values = {k: _limit(v) for k, v in ctx.items()}
     if kind == "union_tag_not_found":
-        values["tags"] = "slack, email"
+        values["tags"] = "slack, email, webhook, pagerduty, teams, sns"
     return template.format(got=got, **values)
 
 

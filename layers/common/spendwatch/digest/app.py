@@ -22,17 +22,26 @@ from typing import Any, Protocol
 from spendwatch.alerter.notices import (
     NotificationLog,
     SenderFactory,
+    notice_message,
     notify_on_change,
     record_delivery_failure,
     with_fallback,
 )
 from spendwatch.aws.runtime import AlerterEnv, SsmConfigSource, utc_now
-from spendwatch.core.config import EmailChannelConfig, OrganizationConfig, SpendwatchConfig
+from spendwatch.core.config import ChannelConfig, EmailChannelConfig, OrganizationConfig, SpendwatchConfig
 from spendwatch.core.errors import DeliveryError
 from spendwatch.core.observability import logger
 from spendwatch.core.snapshot import isoformat_utc
 from spendwatch.digest.compose import Digest, DuePeriod, build_digest, digest_channels, due_period, log_key
-from spendwatch.digest.render import CHART_CID, chart_filename, digest_content, email_content, slack_message
+from spendwatch.digest.render import (
+    CHART_CID,
+    DigestContent,
+    chart_filename,
+    digest_content,
+    email_content,
+    plain_text,
+    slack_message,
+)
 from spendwatch.views.chart import Layout, layout_daily
 from spendwatch.views.figures import counts_as_alert
 from spendwatch.views.history import SnapshotReader, TableHistory
@@ -89,8 +98,9 @@ class DigestApp:
     def from_environment(cls) -> DigestApp:
         from spendwatch.aws.secrets import SsmSecrets  # noqa: PLC0415
         from spendwatch.aws.store import AlertStateStore, SnapshotStore  # noqa: PLC0415
+        from spendwatch.channels.base import Pacer  # noqa: PLC0415
+        from spendwatch.channels.email import default_ses_client  # noqa: PLC0415
         from spendwatch.channels.factory import sender_factory  # noqa: PLC0415
-        from spendwatch.channels.senders import Pacer, default_ses_client  # noqa: PLC0415
         from spendwatch.digest.delivery import DigestSlackTransport, InlineImageSes  # noqa: PLC0415
 
         env = DigestEnv.from_environ()
@@ -136,7 +146,13 @@ class DigestApp:
         self, org: OrganizationConfig, config: SpendwatchConfig, now: datetime, remaining_s: Callable[[], float]
     ) -> list[DigestResult]:
         due = [(entry, due_period(entry, now)) for entry in org.digests]
-        wanted = [(d, channel) for entry, d in due for channel in digest_channels(entry, org)]
+        # A digest is a summary, not an incident: it never pages (PagerDuty channels carry alerts only).
+        wanted = [
+            (d, channel)
+            for entry, d in due
+            for channel in digest_channels(entry, org)
+            if config.channels[channel].type != "pagerduty"
+        ]
         if not wanted:
             return []
         states = self.states.get_many(org.id, [log_key(d, channel) for d, channel in wanted])
@@ -206,12 +222,7 @@ class DigestApp:
             return DigestResult(org.id, key, channel, "failed", error)
         content = digest_content(digest)
         channel_config = config.channels[channel]
-        payload: Any
-        if isinstance(channel_config, EmailChannelConfig):
-            payload = email_content(content, picture=png is not None)
-        else:
-            mention = getattr(channel_config, "mention", None)
-            payload = slack_message(content, png, filename=chart_filename(digest), mention=mention)
+        payload = digest_payload(channel_config, content, png, filename=chart_filename(digest))
         images = {CHART_CID: png} if png is not None and isinstance(channel_config, EmailChannelConfig) else {}
         build = with_fallback(
             self.senders_for(remaining_s, images), config=config, org=org, states=self.states, now=self.clock
@@ -243,3 +254,14 @@ class DigestApp:
             newest_snapshot=isoformat_utc(digest.newest.poll_time) if digest.newest is not None else None,
         )
         return DigestResult(org.id, key, channel, "sent")
+
+
+def digest_payload(channel: ChannelConfig, content: DigestContent, png: bytes | None, *, filename: str) -> Any:
+    """What a channel gets of a digest: an e-mail with the chart inline, a Slack message with the chart
+    uploaded, or for every other channel the digest's raw lines, which that channel escapes for its format."""
+    if isinstance(channel, EmailChannelConfig):
+        return email_content(content, picture=png is not None)
+    if channel.type == "slack":
+        return slack_message(content, png, filename=filename, mention=getattr(channel, "mention", None))
+    lines = [line for line in plain_text(content, bullet="- ").splitlines()[1:] if line.strip()]
+    return notice_message(content.title, lines)

@@ -1,7 +1,7 @@
 """Delivering a digest with its chart: a Slack file upload, and an e-mail with the picture inline.
 
 Both plug into the existing senders, so retries, time limits, credential re-reads, pacing and the
-retryable/permanent verdicts are exactly those of alerts (`spendwatch.channels.senders`):
+retryable/permanent verdicts are exactly those of alerts (`spendwatch.channels`):
 
 - **Slack.** `DigestSlackTransport` is the `SlackSender`'s transport. With a bot token and a channel ID
   it uploads the picture the way slack-sdk's `files_upload_v2` does (`files.getUploadURLExternal`, a POST
@@ -26,16 +26,9 @@ from email.policy import SMTP
 from typing import Any
 from urllib.parse import urlencode
 
-from spendwatch.alerter.render import Message
-from spendwatch.channels.senders import (
-    HttpSlackTransport,
-    NotSentError,
-    OutcomeUnknownError,
-    SlackCredentials,
-    SlackReply,
-    post_once,
-    web_api_reply,
-)
+from spendwatch.channels.base import NotSentError, OutcomeUnknownError, post_once
+from spendwatch.channels.slack import HttpSlackTransport, SlackCredentials, SlackReply, web_api_reply
+from spendwatch.core.alerts import Message
 from spendwatch.digest.render import CHART_CID, DigestMessage
 
 CHANNEL_ID = re.compile(r"^[CGD][A-Z0-9]{6,}$")

@@ -19,7 +19,8 @@ from datetime import date
 from decimal import Decimal
 from typing import Any
 
-from spendwatch.alerter.render import SECTION_LIMIT, USAGE_URL, EmailContent, Message, escape, sparkline
+from spendwatch.alerter.render import SECTION_LIMIT, USAGE_URL, escape, sparkline
+from spendwatch.core.alerts import EmailContent, Message
 from spendwatch.core.money import format_percent, format_usd
 from spendwatch.core.snapshot import isoformat_utc
 from spendwatch.digest.compose import Digest

@@ -24,15 +24,15 @@ from spendwatch.alerter.notices import (
     record_delivery_failure,
 )
 from spendwatch.alerter.notices import with_fallback as _with_fallback
-from spendwatch.alerter.render import untrusted
 from spendwatch.aws.runtime import SsmConfigSource, WatchdogEnv, utc_now
 from spendwatch.aws.secrets import SsmSecrets
+from spendwatch.channels.base import Pacer
 from spendwatch.channels.factory import sender_factory
-from spendwatch.channels.senders import Pacer
 from spendwatch.core.config import OrganizationConfig, SpendwatchConfig
 from spendwatch.core.errors import DeliveryError
 from spendwatch.core.observability import logger
 from spendwatch.core.snapshot import isoformat_utc, parse_utc
+from spendwatch.core.text import untrusted
 
 STALE_KEY = "health.stale#org"
 WATCH_KEY = "health.watch#org"
@@ -165,7 +165,7 @@ class WatchdogApp:
                 continue
             channel_config = config.channels[channel]
             message = self._message(
-                org, newest, reference, now, limit, mention=getattr(channel_config, "mention", None)
+                org, newest, reference, now, limit, mention=getattr(channel_config, "mention", None), key=key
             )
             # Without send_resolved the episode still ends in the log, silently.
             quiet = not result.stale and not health.send_resolved
@@ -216,6 +216,7 @@ class WatchdogApp:
         limit: timedelta,
         *,
         mention: str | None,
+        key: str = STALE_KEY,
     ) -> Any:
         age = format_age(now - reference)
         name = untrusted(org.name)
@@ -233,10 +234,10 @@ class WatchdogApp:
                 f"Spend of {name} is NOT being watched: the poller has stopped, is failing or cannot write.",
             ]
             context = "Check the poller's logs and the PollerErrorsAlarm / PollerStoppedAlarm alarms."
-            return notice_message(title, lines, context=context, mention=mention)
+            return notice_message(title, lines, context=context, mention=mention, key=f"{org.id}:{key}")
         title = f"spendwatch: snapshots are fresh again for {name}"
         lines = [f"Newest snapshot {isoformat_utc(reference)} ({age} ago); spend is being watched again."]
-        return notice_message(title, lines)
+        return notice_message(title, lines, key=f"{org.id}:{key}", firing=False)
 
 
 def event_time(event: dict[str, Any], default: Callable[[], datetime] = utc_now) -> datetime:
