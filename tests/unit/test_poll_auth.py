@@ -225,6 +225,7 @@ def test_collect_snapshot_keeps_every_source_that_answered_when_a_scope_is_missi
             "/organization/projects": response(200, PROJECT_LIST),
             "/organization/spend_limit": response(404, {"error": {"message": "No spend limit is set"}}),
             "/organization/spend_alerts": response(200, PROJECT_LIST),
+            "/organization/users": response(200, PROJECT_LIST),
         }
     )
     snapshot = collect_snapshot(org, make_client(session), poll_time=when, now=lambda: when)
