@@ -243,7 +243,8 @@ class _Say:
     @property
     def scope(self) -> str:
         kind = str(self.facts.get("scope", "organization"))
-        return "" if kind == "organization" else f'{kind.capitalize()} "{self.text("scope_name")}": '
+        # Only the first letter: "API key" stays "API key" (`capitalize` would make it "Api key").
+        return "" if kind == "organization" else f'{kind[:1].upper()}{kind[1:]} "{self.text("scope_name")}": '
 
 
 def _say_budget_actual(s: _Say) -> str:
@@ -305,7 +306,16 @@ def _say_spike(s: _Say) -> str:
         f"{s.usd('amount_usd')} on {when}, {_ratio(s.num('ratio'))} the median {s.usd('baseline_usd')}/day of the "
         f"{s.num('baseline_days')} settled days before"
     )
-    return f"Spend spike revised away: {figures}" if s.resolved else f"{s.again}Spend spike: {figures}"
+    return (
+        f"{s.scope}Spend spike revised away: {figures}" if s.resolved else f"{s.again}{s.scope}Spend spike: {figures}"
+    )
+
+
+def _say_first_spend(s: _Say) -> str:
+    return (
+        f'{s.again}New API key spending: "{s.text("scope_name")}" (created {s.facts["created_at"]}, owner '
+        f"{s.text('owner')}, project {s.text('project')}) has spent {s.usd('amount_usd')} in {s.facts['period']}"
+    )
 
 
 def _say_source(s: _Say) -> str:
@@ -349,6 +359,7 @@ _WORDING: dict[str, Callable[[_Say], str]] = {
     "low_balance": _say_low_balance,
     "low_balance.runway": _say_runway,
     "spike": _say_spike,
+    "first_spend": _say_first_spend,
     "health.source": _say_source,
     "health.condition": _say_condition,
     "health.admin_key": _say_admin_key,
