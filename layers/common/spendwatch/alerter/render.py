@@ -114,6 +114,7 @@ class Content:
     spark: str | None = None
     trend_caption: str | None = None
     top_projects: tuple[str, ...] = ()
+    top_api_keys: tuple[str, ...] = ()
     top_line_items: tuple[str, ...] = ()
     freshness: str = ""
     resolved_only: bool = False
@@ -426,6 +427,20 @@ def _top(shares: Sequence[CostShare], snapshot: Snapshot, *, projects: bool) -> 
     return tuple(lines)
 
 
+def _top_keys(snapshot: Snapshot) -> tuple[str, ...]:
+    """The largest keys by name, redacted value and owner (else id), with their share of the month."""
+    ranked = sorted(snapshot.costs_by_api_key_usd, key=lambda k: k.amount_usd, reverse=True)
+    total = snapshot.month_to_date_usd or sum((k.amount_usd for k in ranked), Decimal(0))
+    lines = []
+    for key in ranked[:TOP_N]:
+        part = f" ({format_percent(percent_of(key.amount_usd, total))})" if total > 0 else ""
+        lines.append(f"{untrusted(key.display(), 2 * NAME_LIMIT)}: {format_usd(key.amount_usd)}{part}")
+    if len(ranked) > TOP_N:
+        rest = sum((k.amount_usd for k in ranked[TOP_N:]), Decimal(0))
+        lines.append(f"{len(ranked) - TOP_N} more: {format_usd(rest)}")
+    return tuple(lines)
+
+
 def build_content(
     snapshot: Snapshot,
     alerts: Sequence[Alert],
@@ -477,6 +492,7 @@ def build_content(
         spark=spark,
         trend_caption=caption,
         top_projects=_top(snapshot.costs_by_project_usd, snapshot, projects=True),
+        top_api_keys=_top_keys(snapshot),
         top_line_items=_top(snapshot.costs_by_line_item_usd, snapshot, projects=False),
         freshness=freshness(snapshot, now),
         resolved_only=resolved_only,
@@ -516,7 +532,12 @@ def _slack_blocks(content: Content, prefix: str) -> list[dict[str, Any]]:
     if content.spark:
         trend = f"*Daily spend this month (UTC)*\n`{content.spark}`\n{escape(content.trend_caption or '')}"
         blocks.append({"type": "section", "text": _mrkdwn(truncate(trend, SECTION_LIMIT))})
-    for heading, rows in (("Top projects", content.top_projects), ("Top line items", content.top_line_items)):
+    sections = (
+        ("Top projects", content.top_projects),
+        ("Top API keys", content.top_api_keys),
+        ("Top line items", content.top_line_items),
+    )
+    for heading, rows in sections:
         if rows:
             text = f"*{heading} this month*\n" + _bullets(rows, SECTION_LIMIT - len(heading) - 20)
             blocks.append({"type": "section", "text": _mrkdwn(text)})
@@ -547,6 +568,8 @@ def _plain_lines(content: Content, *, bullet: str = "• ") -> list[str]:
         lines.append(f"Daily spend this month (UTC): {content.spark} ({content.trend_caption})")
     if content.top_projects:
         lines.append("Top projects: " + "; ".join(content.top_projects))
+    if content.top_api_keys:
+        lines.append("Top API keys: " + "; ".join(content.top_api_keys))
     if content.top_line_items:
         lines.append("Top line items: " + "; ".join(content.top_line_items))
     lines.append(content.freshness)
@@ -620,6 +643,7 @@ def render_email(
         )
     for heading, rows_ in (
         ("Top projects this month", content.top_projects),
+        ("Top API keys", content.top_api_keys),
         ("Top line items", content.top_line_items),
     ):
         if rows_:

@@ -169,6 +169,11 @@ class ApiKeyCost(DailyShare):
             return f"{self.name} ({self.redacted_value})"
         return self.name or (f"{self.key} ({self.redacted_value})" if self.redacted_value else self.key)
 
+    def display(self) -> str:
+        """The key and its owner, as ranked lists show it: `Chat backend (sk-proj-****abcd), Ada`."""
+        owner = self.owner_label()
+        return f"{self.label()}, {owner}" if owner else self.label()
+
     def owner_label(self) -> str | None:
         """The owner as a message shows it: name, else id; None when the key has no known owner."""
         if self.owner_id is None and self.owner_name is None:
@@ -251,6 +256,25 @@ class UsageSummary(_Model):
     by_project: dict[str, dict[str, int]] = Field(default_factory=dict)
 
 
+class UsageAttribution(_Model):
+    """Month-to-date completions usage by who and how: API key, user, batch or not, service tier (counts;
+    batch and service tier change the price). Each breakdown is capped with `(other)` and sums to `totals`."""
+
+    totals: dict[str, int] = Field(default_factory=dict)
+    by_api_key: dict[str, dict[str, int]] = Field(default_factory=dict)
+    by_user: dict[str, dict[str, int]] = Field(default_factory=dict)
+    by_batch: dict[str, dict[str, int]] = Field(default_factory=dict)
+    """`batch`, `standard` (OpenAI's `batch: false`) or `(none)`"""
+    by_service_tier: dict[str, dict[str, int]] = Field(default_factory=dict)
+    user_names: dict[str, str] = Field(default_factory=dict)
+    """names (else e-mails) of the users in `by_user`, from `/organization/users`; a user who left has none"""
+
+    @field_validator("user_names")
+    @classmethod
+    def _no_key_shapes(cls, value: dict[str, str]) -> dict[str, str]:
+        return {user: scrub(name) for user, name in value.items()}
+
+
 class Snapshot(_Model):
     org_id: str
     org_name: str
@@ -275,6 +299,8 @@ class Snapshot(_Model):
     credit_grants: tuple[CreditGrant, ...] = ()
     subscription: Subscription | None = None
     usage: dict[str, UsageSummary] = Field(default_factory=dict)
+    completions_attribution: UsageAttribution | None = None
+    """completions by API key, user, batch and service tier (schema 3; source `usage_completions_by_key`)"""
     admin_key_expires_at: UtcTime | None = None
     conditions: tuple[str, ...] = ()
     """named states the alerter reports, e.g. `session_key_rejected`, `admin_key_missing_scope`"""
@@ -422,6 +448,7 @@ HISTORY_SOURCES: tuple[str, ...] = (
     "api_keys",
     "service_accounts",
     "users",
+    "usage_completions_by_key",
 )
 """Bit i of a summary's `ok` / `failed` number is source i. Append only: stored numbers refer to these
 positions. A source not listed here is stored by name (`ok_other`, `failed_other`), so nothing is lost."""

@@ -263,6 +263,35 @@ def _shares(snapshot: Snapshot | None, *, projects: bool) -> str:
     )
 
 
+def _api_keys(snapshot: Snapshot | None) -> str:
+    """Who is spending: each key by name and redacted value (else its id), its owner and project."""
+    keys = snapshot.costs_by_api_key_usd if snapshot else ()
+    total = snapshot.month_to_date_usd if snapshot else None
+    rows = [
+        (
+            k.label(),
+            k.owner_label() or "-",
+            project_name(snapshot, k.project_id) if snapshot and k.project_id else "-",
+            format_usd(k.amount_usd),
+            format_percent(percent_of(k.amount_usd, total)) if total else "-",
+        )
+        for k in keys
+    ]
+    if snapshot is not None and not keys and "costs_by_api_key" not in snapshot.sources_ok:
+        why = _failed(snapshot, "costs_by_api_key") or "Not read by this release's poller (before schema 3)."
+    else:
+        why = _failed(snapshot, "costs_by_api_key") or "None."
+    names = [s for s in ("api_keys", "service_accounts", "users") if snapshot and _failed(snapshot, s)]
+    note = (
+        _note(f"Names not read in the latest poll ({', '.join(names)}): those keys are shown by id.") if names else ""
+    )
+    return (
+        "<h3>Cost by API key, month to date</h3>"
+        + note
+        + _table(("API key", "Owner", "Project", "Cost", "Share"), rows, (3, 4), why)
+    )
+
+
 def _limits(snapshot: Snapshot | None, org: OrganizationConfig) -> str:
     rows = [(row.scope, format_usd(row.limit_usd), row.source, row.used) for row in spend_limits(snapshot, org)]
     alerts = [(scope, format_usd(amount)) for scope, amount in spend_alerts(snapshot)]
@@ -323,6 +352,7 @@ def org_section(report: OrgReport, month: str, now: datetime) -> str:
         _images(snapshot),
         _daily_costs(snapshot, month, org),
         _shares(snapshot, projects=True),
+        _api_keys(snapshot),
         _shares(snapshot, projects=False),
         _usage(snapshot),
         _limits(snapshot, org),
