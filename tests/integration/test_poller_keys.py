@@ -97,3 +97,19 @@ def test_fake_openai_refuses_api_key_grouping_before_its_floor(openai: FakeOpenA
         timeout=5,
     )
     assert reply.status_code == 400 and reply.json()["error"]["param"] == "start_time"
+
+
+def test_poller_attributes_completions_to_keys_and_users_even_users_who_left(
+    pipeline: LocalPipeline, openai: FakeOpenAI
+) -> None:
+    configure(pipeline, openai)
+    pipeline.poll(POLL_TIME)
+    snapshot = stored(pipeline)
+    who = snapshot.completions_attribution
+    assert who is not None
+    assert who.totals == snapshot.usage["completions"].totals, "the same month of completions, attributed"
+    left = next(u for u in openai.org.users if u.left)
+    assert left.id in who.by_user and left.id not in who.user_names
+    present = [u for u in openai.org.users if not u.left and u.id in who.by_user]
+    assert present and all(who.user_names[u.id] == u.name for u in present)
+    assert set(who.by_batch) == {"standard"} and set(who.by_service_tier) == {"default"}

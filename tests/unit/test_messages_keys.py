@@ -9,7 +9,7 @@ from decimal import Decimal
 
 from spendwatch.alerter.render import build_message, render_email
 from spendwatch.core.config import OrganizationConfig
-from spendwatch.core.snapshot import ApiKeyCost, ProjectInfo, Snapshot, SourceFailure
+from spendwatch.core.snapshot import ApiKeyCost, ProjectInfo, Snapshot, SourceFailure, UsageAttribution
 from spendwatch.devtools.snapshot_series import PROJECTS, SeriesOrg
 from spendwatch.digest.compose import build_digest, due_period
 from spendwatch.digest.render import digest_content
@@ -124,3 +124,22 @@ def test_report_page_has_the_key_table_with_owner_project_and_unread_names() -> 
     assert "Chat backend (sk-proj-****abcd)" in page and "Ada (left the organization)" in page
     assert "<td>key_gone</td>" in page and "Chatbot" in page
     assert "Names not read in the latest poll (users)" in page
+
+
+def test_report_page_ranks_users_by_tokens_named_where_openai_lists_them() -> None:
+    who = UsageAttribution(
+        totals={"input_tokens": 30, "output_tokens": 3, "num_model_requests": 2},
+        by_user={"user_1": {"input_tokens": 20}, "user_left": {"input_tokens": 10}},
+        by_api_key={"key_chat": {"input_tokens": 30}},
+        by_batch={"standard": {"input_tokens": 30}},
+        by_service_tier={"flex": {"input_tokens": 30}},
+        user_names={"user_1": "Ada"},
+    )
+    snap = keys_snapshot().model_copy(update={"completions_attribution": who})
+    config = OrganizationConfig.model_validate({"id": "acme", "name": "Acme"})
+    page = render_report(
+        [OrgReport(config, MemoryHistory([snap]))], "2026-11", now=datetime(2026, 11, 22, tzinfo=UTC), source="t"
+    )
+    section = page.split("Completions by user and API key, month to date")[1]
+    assert section.index("<td>Ada</td>") < section.index("<td>user_left</td>"), "by tokens, a user who left by id"
+    assert "<td>Chat backend (sk-proj-****abcd)</td>" in section and "tier flex" in section

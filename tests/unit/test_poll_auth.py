@@ -230,9 +230,10 @@ def test_collect_snapshot_keeps_every_source_that_answered_when_a_scope_is_missi
     )
     snapshot = collect_snapshot(org, make_client(session), poll_time=when, now=lambda: when)
     assert snapshot.conditions == ("admin_key_missing_scope:api.usage.read",)
-    assert {f.source for f in snapshot.failures} == {spec.source for spec in USAGE_SPECS}
+    usage_sources = {spec.source for spec in USAGE_SPECS} | {"usage_completions_by_key"}
+    assert {f.source for f in snapshot.failures} == usage_sources
     assert {f.kind for f in snapshot.failures} == {"auth"}
-    assert set(snapshot.sources_ok) == set(SOURCE_ORDER) - {s.source for s in USAGE_SPECS} - {
+    assert set(snapshot.sources_ok) == set(SOURCE_ORDER) - usage_sources - {
         "admin_key",
         "credit_grants",
         "subscription",

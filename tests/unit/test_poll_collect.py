@@ -194,6 +194,20 @@ def full_routes() -> dict[str, Reply]:
     for spec in USAGE_SPECS:
         row = dict.fromkeys(spec.required, 1) | {"model": "m", "project_id": "proj_a"}
         routes[f"{spec.path}?{NOV_1}&{','.join(spec.group_by)}"] = [{"data": [{"start_time": NOV_1, "results": [row]}]}]
+    who = [
+        {
+            "input_tokens": 7,
+            "output_tokens": 2,
+            "num_model_requests": 1,
+            "api_key_id": "key_chat",
+            "user_id": "user_ada",
+        }
+        | {"batch": False, "service_tier": "default"},
+        {"input_tokens": 3, "output_tokens": 1, "num_model_requests": 1, "api_key_id": None, "user_id": "user_gone"}
+        | {"batch": True, "service_tier": "flex"},
+    ]
+    by_who = "api_key_id,user_id,batch,service_tier"
+    routes[f"/organization/usage/completions?{NOV_1}&{by_who}"] = [{"data": [{"start_time": NOV_1, "results": who}]}]
     return routes
 
 

@@ -26,6 +26,7 @@ from spendwatch.poller.collect import (
     item_size_bytes,
     parse_daily_costs,
     parse_key_costs,
+    parse_usage_attribution,
 )
 from spendwatch.poller.openai_api import NotFoundError
 
@@ -297,3 +298,29 @@ def test_collect_snapshot_never_keeps_a_key_a_reply_put_in_a_name_or_redacted_va
 def test_poll_time_day_is_the_last_entry_of_each_daily_series() -> None:
     snapshot = collect(RoutedClient(full_routes()))
     assert {len(k.daily_usd) for k in snapshot.costs_by_api_key_usd} == {POLL.day}
+
+
+# --- completions by key, user, batch and service tier ------------------------------------------------------
+
+
+def test_collect_snapshot_attributes_completions_to_keys_users_batch_and_tier() -> None:
+    snapshot = collect(RoutedClient(full_routes()))
+    who = snapshot.completions_attribution
+    assert who is not None and "usage_completions_by_key" in snapshot.sources_ok
+    assert who.totals["input_tokens"] == 10
+    assert {k: v["input_tokens"] for k, v in who.by_api_key.items()} == {"key_chat": 7, NONE_KEY: 3}
+    assert {k: v["input_tokens"] for k, v in who.by_user.items()} == {"user_ada": 7, "user_gone": 3}
+    assert who.user_names == {"user_ada": "Ada"}, "a user who left has no name: shown by id"
+    assert {k: v["input_tokens"] for k, v in who.by_batch.items()} == {"standard": 7, "batch": 3}
+    assert {k: v["input_tokens"] for k, v in who.by_service_tier.items()} == {"default": 7, "flex": 3}
+
+
+@settings(max_examples=60, deadline=None)
+@given(schema.usage_pages("completions", 4))
+def test_parse_usage_attribution_every_breakdown_sums_to_the_totals_at_every_cap(pages: list[Any]) -> None:
+    for cap in (BREAKDOWN_CAP, 1, 0):
+        who = parse_usage_attribution(pages, cap=cap)
+        for breakdown in (who.by_api_key, who.by_user, who.by_batch, who.by_service_tier):
+            assert len(breakdown) <= cap + 1
+            for counter, total in who.totals.items():
+                assert sum(counts.get(counter, 0) for counts in breakdown.values()) == total, counter

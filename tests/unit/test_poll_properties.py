@@ -299,6 +299,7 @@ def organization(draw: st.DrawFn) -> dict[str, Any]:
     }
     for name in schema.USAGE_SCHEMAS:
         replies[f"usage_{name}"] = in_window(draw(schema.usage_pages(name, 2)), NOV_1)
+    replies["usage_completions_by_key"] = in_window(draw(schema.usage_pages("completions", 2)), NOV_1)
     return replies
 
 
@@ -333,6 +334,8 @@ class OrgSession:
                 "api_key_id": "costs_by_api_key",
             }.get(group[0] if group else "", "costs"), None
         if path.startswith("/organization/usage/"):
+            if "api_key_id" in group:
+                return "usage_completions_by_key", None
             return "usage_" + path.rsplit("/", 1)[1], None
         parts = path.strip("/").split("/")
         if parts[:2] == ["organization", "projects"] and len(parts) == 4:
@@ -423,6 +426,9 @@ def figures(snapshot: Snapshot, source: str) -> Any:
             [s for s in snapshot.spend_limits if s.source == "subscription"],
         ),
     }
+    if source == "usage_completions_by_key":
+        attribution = snapshot.completions_attribution
+        return attribution.model_copy(update={"user_names": {}}) if attribution else None
     if source.startswith("usage_"):
         return snapshot.usage.get(source.removeprefix("usage_"))
     return by_source[source]()
@@ -430,7 +436,7 @@ def figures(snapshot: Snapshot, source: str) -> Any:
 
 PER_PROJECT_SOURCES = ("project_spend_limits", "project_spend_alerts", "api_keys", "service_accounts")
 DEPENDENTS = {"projects": {"project_spend_limits", "project_spend_alerts", "api_keys", "service_accounts"}}
-NAMES_OF = {"costs_by_api_key": {"api_keys", "service_accounts", "users"}}
+NAMES_OF = {"costs_by_api_key": {"api_keys", "service_accounts", "users"}, "users": {"usage_completions_by_key"}}
 """The names sources' figures are the names on the keys that spent: without those keys they show none."""
 TRANSPORT_FAULTS = [
     b"<html><body>502 Bad Gateway</body></html>",

@@ -39,6 +39,7 @@ from spendwatch.core.snapshot import (
     SpendAlertInfo,
     SpendLimit,
     Subscription,
+    UsageAttribution,
     UsageSummary,
 )
 from spendwatch.poller.openai_api import (
@@ -60,10 +61,11 @@ from spendwatch.poller.openai_api import (
 T = TypeVar("T")
 
 MAX_WORKERS = 24
-"""Threads per poll. A poll has up to 22 independent requests (5 cost queries, 10 usage types, projects,
-users, the organization's spend limit and alerts, the admin key, 2 legacy billing endpoints), so all of them start
-at once; the per-project requests that follow the project list reuse the same threads. The work is I/O
-bound (a thread waits on a socket), and the HTTP connection pool is sized to match."""
+"""Threads per poll. A poll has up to 23 independent requests (5 cost queries, 10 usage types, completions by
+key and user, projects, users, the organization's spend limit and alerts, the admin key, 2 legacy billing
+endpoints), so all of them start at once; the per-project requests that follow the project list reuse the
+same threads. The work is I/O bound (a thread waits on a socket), and the HTTP connection pool is sized to
+match."""
 
 BREAKDOWN_CAP = 50
 """Entries kept per breakdown (costs by project / line item, usage by model / project); the rest is
@@ -114,6 +116,10 @@ SUBSCRIPTION = "subscription"
 API_KEYS = "api_keys"
 SERVICE_ACCOUNTS = "service_accounts"
 USERS = "users"
+USAGE_ATTRIBUTION = "usage_completions_by_key"
+ATTRIBUTION_GROUPS = ("api_key_id", "user_id", "batch", "service_tier")
+"""Completions grouped by who and how: one query of its own, so the by-model-and-project one keeps its
+size, and a failure of either costs only its own figures."""
 
 
 # --------------------------------------------------------------------------------------------------
@@ -178,6 +184,20 @@ USAGE_SPECS: tuple[UsageSpec, ...] = (
 )
 USAGE_BY_NAME: Mapping[str, UsageSpec] = {spec.name: spec for spec in USAGE_SPECS}
 
+
+@dataclass(frozen=True)
+class _AttributionSpec(UsageSpec):
+    """Completions' counters, grouped by `ATTRIBUTION_GROUPS`, failing as their own source."""
+
+    @property
+    def source(self) -> str:
+        return USAGE_ATTRIBUTION
+
+
+ATTRIBUTION_SPEC = _AttributionSpec(
+    "completions", USAGE_SPECS[0].required, USAGE_SPECS[0].optional, group_by=ATTRIBUTION_GROUPS
+)
+
 SOURCE_ORDER: tuple[str, ...] = (
     COSTS_SOURCE,
     COSTS_PREVIOUS_MONTH,
@@ -185,6 +205,7 @@ SOURCE_ORDER: tuple[str, ...] = (
     COSTS_BY_LINE_ITEM,
     COSTS_BY_API_KEY,
     *(spec.source for spec in USAGE_SPECS),
+    USAGE_ATTRIBUTION,
     PROJECTS,
     SPEND_LIMIT,
     PROJECT_SPEND_LIMITS,
@@ -670,6 +691,39 @@ def parse_usage(spec: UsageSpec, pages: Iterable[Any], *, cap: int = BREAKDOWN_C
     )
 
 
+def parse_usage_attribution(pages: Iterable[Any], *, cap: int = BREAKDOWN_CAP) -> UsageAttribution:
+    """Month-to-date completions by API key, user, batch and service tier (rows without one are `(none)`)."""
+    spec = ATTRIBUTION_SPEC
+    totals = dict.fromkeys(spec.metrics, 0)
+    breakdowns: dict[str, dict[str, dict[str, int]]] = {g: {} for g in ATTRIBUTION_GROUPS}
+    for where, _, results in _buckets(pages, spec.source):
+        for row_index, raw in enumerate(results):
+            at = f"{where}.results[{row_index}]"
+            row = _object(raw, at, spec.source)
+            metrics = _usage_metrics(spec, row, at)
+            if not metrics:
+                continue
+            batch = _optional_bool(row.get("batch"), f"{at}.batch", spec.source)
+            keys = {
+                "api_key_id": _optional_str(row.get("api_key_id"), f"{at}.api_key_id", spec.source),
+                "user_id": _optional_str(row.get("user_id"), f"{at}.user_id", spec.source),
+                "batch": None if batch is None else ("batch" if batch else "standard"),
+                "service_tier": _optional_str(row.get("service_tier"), f"{at}.service_tier", spec.source),
+            }
+            _add(totals, metrics)
+            for group, key in keys.items():
+                _add(breakdowns[group].setdefault(key or NONE_KEY, {}), metrics)
+    _check_counts(spec, totals, *breakdowns.values())
+    rank = spec.required[0]
+    return UsageAttribution(
+        totals=totals,
+        by_api_key=cap_counts(breakdowns["api_key_id"], rank, cap),
+        by_user=cap_counts(breakdowns["user_id"], rank, cap),
+        by_batch=cap_counts(breakdowns["batch"], rank, cap),
+        by_service_tier=cap_counts(breakdowns["service_tier"], rank, cap),
+    )
+
+
 def _check_counts(spec: UsageSpec, totals: Mapping[str, int], *breakdowns: Mapping[str, Mapping[str, int]]) -> None:
     """Every total, and every sum of breakdown entries (`(other)` at any cap), fits a DynamoDB number."""
     names = {name for breakdown in breakdowns for counts in breakdown.values() for name in counts}
@@ -1060,6 +1114,11 @@ def collect_usage(client: SourceClient, spec: UsageSpec, start: datetime, end: d
     return _in_pages(client, spec.path, params, spec.source, partial(parse_usage, spec))
 
 
+def collect_usage_attribution(client: SourceClient, start: datetime, end: datetime) -> UsageAttribution:
+    params = {**_window(start, end), "group_by": list(ATTRIBUTION_GROUPS)}
+    return _in_pages(client, ATTRIBUTION_SPEC.path, params, USAGE_ATTRIBUTION, parse_usage_attribution)
+
+
 def collect_projects(client: SourceClient) -> tuple[ProjectInfo, ...]:
     items = client.iter_list("/organization/projects", {"limit": 100, "include_archived": "true"}, source=PROJECTS)
     return tuple(parse_project(item, f"data[{index}]") for index, item in enumerate(items))
@@ -1163,6 +1222,7 @@ def _plan(org: OrganizationConfig, client: SourceClient, poll_time: datetime) ->
     }
     for spec in USAGE_SPECS:
         plan[spec.source] = partial(collect_usage, client, spec, start, end)
+    plan[USAGE_ATTRIBUTION] = partial(collect_usage_attribution, client, start, end)
     plan[PROJECTS] = lambda: collect_projects(client)
     plan[USERS] = lambda: collect_users(client)
     plan[SPEND_LIMIT] = lambda: collect_spend_limit(client, "/organization/spend_limit", "organization", SPEND_LIMIT)
@@ -1334,11 +1394,22 @@ def _assemble(
         credit_grants=credit_grants,
         subscription=_value(outcomes, SUBSCRIPTION, None),
         usage={spec.name: v for spec in USAGE_SPECS if (v := _value(outcomes, spec.source, None)) is not None},
+        completions_attribution=_attribution(outcomes),
         admin_key_expires_at=_value(outcomes, ADMIN_KEY, None),
         conditions=tuple(sorted({c for o in outcomes.values() for c in o.conditions})),
         failures=tuple(failures),
         sources_ok=tuple(s for s in SOURCE_ORDER if _ok(outcomes, s)),
     )
+
+
+def _attribution(outcomes: Mapping[str, _Outcome]) -> UsageAttribution | None:
+    """The completions attribution with the names of its users, where `/organization/users` knows them."""
+    attribution: UsageAttribution | None = _value(outcomes, USAGE_ATTRIBUTION, None)
+    if attribution is None:
+        return None
+    listed: tuple[tuple[str, str | None], ...] = _value(outcomes, USERS, ())
+    names = {user: name for user, name in listed if name and user in attribution.by_user}
+    return UsageAttribution.model_validate(dict(attribution) | {"user_names": names})
 
 
 def _named_keys(keys: Sequence[ApiKeyCost], outcomes: Mapping[str, _Outcome]) -> list[ApiKeyCost]:
@@ -1478,8 +1549,18 @@ def _trimmed(snapshot: Snapshot, cap: int) -> Snapshot:
             by_model=cap_counts(summary.by_model, rank, cap),
             by_project=cap_counts(summary.by_project, rank, cap),
         )
+    attribution = snapshot.completions_attribution
+    if attribution is not None:
+        rank = ATTRIBUTION_SPEC.required[0]
+        attribution = attribution.model_copy(
+            update={
+                name: cap_counts(getattr(attribution, name), rank, cap)
+                for name in ("by_api_key", "by_user", "by_batch", "by_service_tier")
+            }
+        )
     return snapshot.model_copy(
         update={
+            "completions_attribution": attribution,
             "usage": usage,
             "costs_by_project_usd": cap_shares(
                 list(snapshot.costs_by_project_usd), cap, "projects", source=COSTS_BY_PROJECT

@@ -14,7 +14,7 @@ Pure: the caller gives each organization's `SnapshotHistory` (the table, or one 
 from __future__ import annotations
 
 import html
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -292,6 +292,38 @@ def _api_keys(snapshot: Snapshot | None) -> str:
     )
 
 
+def _completions_by_who(snapshot: Snapshot | None) -> str:
+    """Completions by user and by API key (tokens and requests), users by name where OpenAI lists them."""
+    heading = "<h3>Completions by user and API key, month to date</h3>"
+    who = snapshot.completions_attribution if snapshot else None
+    if who is None:
+        return heading + f'<p class="muted">{E(_failed(snapshot, "usage_completions_by_key") or "Not read.")}</p>'
+    keys = {k.key: k.label() for k in snapshot.costs_by_api_key_usd} if snapshot else {}
+
+    def rows(breakdown: dict[str, dict[str, int]], name: Callable[[str], str]) -> list[tuple[str, ...]]:
+        ranked = sorted(breakdown.items(), key=lambda kv: -kv[1].get("input_tokens", 0))
+        return [
+            (
+                name(key),
+                f"{counts.get('input_tokens', 0):,}",
+                f"{counts.get('output_tokens', 0):,}",
+                f"{counts.get('num_model_requests', 0):,}",
+            )
+            for key, counts in ranked
+        ]
+
+    columns = ("Input tokens", "Output tokens", "Requests")
+    users = rows(who.by_user, lambda u: who.user_names.get(u, u))
+    by_key = rows(who.by_api_key, lambda k: keys.get(k, k))
+    tiers = rows({**who.by_batch, **{f"tier {t}": c for t, c in who.by_service_tier.items()}}, str)
+    return (
+        heading
+        + _table(("User", *columns), users, (1, 2, 3), "None.")
+        + _table(("API key", *columns), by_key, (1, 2, 3), "None.")
+        + _table(("Batch / service tier", *columns), tiers, (1, 2, 3), "None.")
+    )
+
+
 def _limits(snapshot: Snapshot | None, org: OrganizationConfig) -> str:
     rows = [(row.scope, format_usd(row.limit_usd), row.source, row.used) for row in spend_limits(snapshot, org)]
     alerts = [(scope, format_usd(amount)) for scope, amount in spend_alerts(snapshot)]
@@ -353,6 +385,7 @@ def org_section(report: OrgReport, month: str, now: datetime) -> str:
         _daily_costs(snapshot, month, org),
         _shares(snapshot, projects=True),
         _api_keys(snapshot),
+        _completions_by_who(snapshot),
         _shares(snapshot, projects=False),
         _usage(snapshot),
         _limits(snapshot, org),
