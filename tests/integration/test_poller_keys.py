@@ -113,3 +113,20 @@ def test_poller_attributes_completions_to_keys_and_users_even_users_who_left(
     present = [u for u in openai.org.users if not u.left and u.id in who.by_user]
     assert present and all(who.user_names[u.id] == u.name for u in present)
     assert set(who.by_batch) == {"standard"} and set(who.by_service_tier) == {"default"}
+
+
+def test_poller_keeps_the_rate_limits_of_the_models_in_use_per_active_project(
+    pipeline: LocalPipeline, openai: FakeOpenAI
+) -> None:
+    configure(pipeline, openai)
+    pipeline.poll(POLL_TIME)
+    snapshot = stored(pipeline)
+    used = {model for summary in snapshot.usage.values() for model in summary.by_model}
+    active = {p.id for p in openai.org.projects if p.archived_at is None}
+    assert snapshot.rate_limits, "the simulated org's projects have limits for models they use"
+    for limit in snapshot.rate_limits:
+        assert limit.scope in active
+        assert any(m == limit.model or m.startswith(f"{limit.model}-") for m in used)
+        assert {"max_requests_per_1_minute", "max_tokens_per_1_minute"} <= set(limit.limits)
+    requests = [r.path for r in openai.requests_log if r.path.endswith("/rate_limits")]
+    assert sorted(requests) == sorted(f"/v1/organization/projects/{p}/rate_limits" for p in active)

@@ -252,7 +252,13 @@ def test_poller_malformed_reply_is_a_named_failure_of_that_source(
     if path.endswith("/costs"):
         affected |= {"costs_previous_month", "costs_by_project", "costs_by_line_item", "costs_by_api_key"}
     if source == "projects":
-        affected |= {"project_spend_limits", "project_spend_alerts", "api_keys", "service_accounts"}
+        affected |= {
+            "project_spend_limits",
+            "project_spend_alerts",
+            "project_rate_limits",
+            "api_keys",
+            "service_accounts",
+        }
     assert {f.source for f in snapshot.failures} == affected
     assert len(snapshot.sources_ok) == len(SOURCE_ORDER) - len(affected)
 

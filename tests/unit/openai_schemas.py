@@ -273,6 +273,22 @@ USER = obj(
     },
 )
 USERS = st.lists(USER, max_size=4, unique_by=lambda u: u["id"])
+RATE_LIMIT = obj(
+    {
+        "object": st.just("project.rate_limit"),
+        "id": IDS,
+        "model": st.sampled_from(["m", "gpt-4.1", "whisper-1"]) | IDS,
+        "max_requests_per_1_minute": COUNT,
+        "max_tokens_per_1_minute": COUNT,
+    },
+    {
+        "max_images_per_1_minute": COUNT,
+        "max_audio_megabytes_per_1_minute": COUNT,
+        "max_requests_per_1_day": COUNT,
+        "batch_1_day_max_input_tokens": COUNT,
+    },
+)
+RATE_LIMITS = st.lists(RATE_LIMIT, max_size=4, unique_by=lambda r: r["id"])
 
 # ---- legacy dashboard (not in the spec; fields as third-party clients document them) ---------------
 

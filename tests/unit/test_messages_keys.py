@@ -9,7 +9,14 @@ from decimal import Decimal
 
 from spendwatch.alerter.render import build_message, render_email
 from spendwatch.core.config import OrganizationConfig
-from spendwatch.core.snapshot import ApiKeyCost, ProjectInfo, Snapshot, SourceFailure, UsageAttribution
+from spendwatch.core.snapshot import (
+    ApiKeyCost,
+    ProjectInfo,
+    RateLimitInfo,
+    Snapshot,
+    SourceFailure,
+    UsageAttribution,
+)
 from spendwatch.devtools.snapshot_series import PROJECTS, SeriesOrg
 from spendwatch.digest.compose import build_digest, due_period
 from spendwatch.digest.render import digest_content
@@ -143,3 +150,19 @@ def test_report_page_ranks_users_by_tokens_named_where_openai_lists_them() -> No
     section = page.split("Completions by user and API key, month to date")[1]
     assert section.index("<td>Ada</td>") < section.index("<td>user_left</td>"), "by tokens, a user who left by id"
     assert "<td>Chat backend (sk-proj-****abcd)</td>" in section and "tier flex" in section
+
+
+def test_report_page_lists_each_projects_rate_limits_of_the_models_in_use() -> None:
+    limit = RateLimitInfo(
+        scope="proj_a",
+        model="gpt-4.1-mini",
+        limits={"max_requests_per_1_minute": 5000, "max_tokens_per_1_minute": 2000000, "max_requests_per_1_day": 9},
+    )
+    snap = keys_snapshot().model_copy(update={"rate_limits": (limit,)})
+    config = OrganizationConfig.model_validate({"id": "acme", "name": "Acme"})
+    page = render_report(
+        [OrgReport(config, MemoryHistory([snap]))], "2026-11", now=datetime(2026, 11, 22, tzinfo=UTC), source="t"
+    )
+    section = page.split("Rate limits of the models in use")[1]
+    assert "<td>Chatbot</td><td>gpt-4.1-mini</td>" in section
+    assert "5,000" in section and "2,000,000" in section and "max_requests_per_1_day 9" in section

@@ -164,6 +164,13 @@ def full_routes() -> dict[str, Reply]:
         "/organization/projects/proj_b/api_keys": [],
         "/organization/projects/proj_old/api_keys": NotFoundError("api_keys", "not found (404)"),
         "/organization/projects/proj_a/service_accounts": [],
+        "/organization/projects/proj_a/rate_limits": [
+            {"object": "project.rate_limit", "id": "rl-m", "model": "m", "max_requests_per_1_minute": 500}
+            | {"max_tokens_per_1_minute": 30000, "batch_1_day_max_input_tokens": 900000},
+            {"object": "project.rate_limit", "id": "rl-unused", "model": "dall-e-2", "max_requests_per_1_minute": 5}
+            | {"max_tokens_per_1_minute": 0, "max_images_per_1_minute": 5},
+        ],
+        "/organization/projects/proj_b/rate_limits": NotFoundError("project_rate_limits", "not found (404)"),
         "/organization/projects/proj_b/service_accounts": [],
         "/organization/projects/proj_old/service_accounts": [],
         "/organization/users": [{"object": "organization.user", "id": "user_ada", "name": "Ada", "email": "a@x.io"}],
@@ -258,7 +265,7 @@ def test_collect_snapshot_asks_archived_projects_only_for_their_keys_names() -> 
     assert {c for c in client.calls if c.startswith("/organization/projects/") and "proj_old" not in c} == {
         f"/organization/projects/{project}/{what}"
         for project in ("proj_a", "proj_b")
-        for what in ("spend_limit", "spend_alerts", "api_keys", "service_accounts")
+        for what in ("spend_limit", "spend_alerts", "rate_limits", "api_keys", "service_accounts")
     }
 
 

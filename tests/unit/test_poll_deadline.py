@@ -111,7 +111,8 @@ def test_collect_snapshot_a_stuck_project_list_fails_its_dependents_by_the_deadl
         ("projects", "deadline"),
         ("project_spend_limits", "deadline"),
         ("project_spend_alerts", "deadline"),
+        ("project_rate_limits", "deadline"),
         ("api_keys", "deadline"),
         ("service_accounts", "deadline"),
     }
-    assert len(snapshot.sources_ok) == len(SOURCE_ORDER) - 5
+    assert len(snapshot.sources_ok) == len(SOURCE_ORDER) - 6

@@ -324,3 +324,19 @@ def test_parse_usage_attribution_every_breakdown_sums_to_the_totals_at_every_cap
             assert len(breakdown) <= cap + 1
             for counter, total in who.totals.items():
                 assert sum(counts.get(counter, 0) for counts in breakdown.values()) == total, counter
+
+
+def test_collect_snapshot_keeps_the_rate_limits_of_the_models_in_use() -> None:
+    snapshot = collect(RoutedClient(full_routes()))
+    assert [(r.scope, r.model, r.limits) for r in snapshot.rate_limits] == [
+        (
+            "proj_a",
+            "m",
+            {
+                "max_requests_per_1_minute": 500,
+                "max_tokens_per_1_minute": 30000,
+                "batch_1_day_max_input_tokens": 900000,
+            },
+        )
+    ], "dall-e-2 was not used this month; proj_b's 404 is no limits"
+    assert "project_rate_limits" in snapshot.sources_ok

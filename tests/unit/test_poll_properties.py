@@ -288,6 +288,7 @@ def organization(draw: st.DrawFn) -> dict[str, Any]:
         "api_keys": {pid: schema.list_page(draw(schema.API_KEYS)) for pid in active},
         "service_accounts": {pid: schema.list_page(draw(schema.SERVICE_ACCOUNTS)) for pid in active},
         "users": schema.list_page(draw(schema.USERS)),
+        "project_rate_limits": {pid: schema.list_page(draw(schema.RATE_LIMITS)) for pid in active},
         "projects": schema.list_page(projects, last_id=draw(st.booleans())),
         "spend_limit": draw(schema.SPEND_LIMIT),
         "project_spend_limits": {pid: draw(schema.SPEND_LIMIT) for pid in active},
@@ -344,6 +345,7 @@ class OrgSession:
                 "spend_alerts": "project_spend_alerts",
                 "api_keys": "api_keys",
                 "service_accounts": "service_accounts",
+                "rate_limits": "project_rate_limits",
             }
             return per_project[parts[3]], parts[2]
         names = {
@@ -409,6 +411,7 @@ def figures(snapshot: Snapshot, source: str) -> Any:
         "service_accounts": lambda: [
             (s.key, s.owner_name) for s in snapshot.costs_by_api_key_usd if s.owner_type == "service_account"
         ],
+        "project_rate_limits": lambda: snapshot.rate_limits,
         "users": lambda: [
             (s.key, s.owner_name, s.owner_left) for s in snapshot.costs_by_api_key_usd if s.owner_type == "user"
         ],
@@ -434,9 +437,19 @@ def figures(snapshot: Snapshot, source: str) -> Any:
     return by_source[source]()
 
 
-PER_PROJECT_SOURCES = ("project_spend_limits", "project_spend_alerts", "api_keys", "service_accounts")
-DEPENDENTS = {"projects": {"project_spend_limits", "project_spend_alerts", "api_keys", "service_accounts"}}
-NAMES_OF = {"costs_by_api_key": {"api_keys", "service_accounts", "users"}, "users": {"usage_completions_by_key"}}
+PER_PROJECT_SOURCES = (
+    "project_spend_limits",
+    "project_spend_alerts",
+    "project_rate_limits",
+    "api_keys",
+    "service_accounts",
+)
+DEPENDENTS = {"projects": set(PER_PROJECT_SOURCES)}
+NAMES_OF = {
+    "costs_by_api_key": {"api_keys", "service_accounts", "users"},
+    "users": {"usage_completions_by_key"},
+    **{f"usage_{name}": {"project_rate_limits"} for name in schema.USAGE_SCHEMAS},
+}
 """The names sources' figures are the names on the keys that spent: without those keys they show none."""
 TRANSPORT_FAULTS = [
     b"<html><body>502 Bad Gateway</body></html>",

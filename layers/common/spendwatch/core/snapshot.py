@@ -212,6 +212,16 @@ class SpendAlertInfo(_Model):
     threshold_cents: int
 
 
+class RateLimitInfo(_Model):
+    """A project's rate limits for one model (`ProjectRateLimit`): `max_requests_per_1_minute`,
+    `max_tokens_per_1_minute` and whichever optional `max_*` / `batch_*` limits OpenAI gives for it."""
+
+    scope: str
+    """the project id"""
+    model: str
+    limits: dict[str, int] = Field(default_factory=dict)
+
+
 class CreditGrant(_Model):
     id: str
     grant_amount_usd: Usd
@@ -295,6 +305,8 @@ class Snapshot(_Model):
     projects: tuple[ProjectInfo, ...] = ()
     spend_limits: tuple[SpendLimit, ...] = ()
     spend_alerts: tuple[SpendAlertInfo, ...] = ()
+    rate_limits: tuple[RateLimitInfo, ...] = ()
+    """active projects' rate limits for the models used this month (schema 3), at most 200"""
     credit_summary: CreditSummary | None = None
     credit_grants: tuple[CreditGrant, ...] = ()
     subscription: Subscription | None = None
@@ -449,6 +461,7 @@ HISTORY_SOURCES: tuple[str, ...] = (
     "service_accounts",
     "users",
     "usage_completions_by_key",
+    "project_rate_limits",
 )
 """Bit i of a summary's `ok` / `failed` number is source i. Append only: stored numbers refer to these
 positions. A source not listed here is stored by name (`ok_other`, `failed_other`), so nothing is lost."""

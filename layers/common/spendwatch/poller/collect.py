@@ -34,6 +34,7 @@ from spendwatch.core.snapshot import (
     DailyCost,
     DailyShare,
     ProjectInfo,
+    RateLimitInfo,
     Snapshot,
     SourceFailure,
     SpendAlertInfo,
@@ -116,6 +117,10 @@ SUBSCRIPTION = "subscription"
 API_KEYS = "api_keys"
 SERVICE_ACCOUNTS = "service_accounts"
 USERS = "users"
+PROJECT_RATE_LIMITS = "project_rate_limits"
+RATE_LIMITS_CAP = 200
+"""Rate-limit entries a snapshot keeps: OpenAI lists one per model (about a hundred) per project, so only
+the models used this month are kept, and at most this many (about 14 KB)."""
 USAGE_ATTRIBUTION = "usage_completions_by_key"
 ATTRIBUTION_GROUPS = ("api_key_id", "user_id", "batch", "service_tier")
 """Completions grouped by who and how: one query of its own, so the by-model-and-project one keeps its
@@ -211,6 +216,7 @@ SOURCE_ORDER: tuple[str, ...] = (
     PROJECT_SPEND_LIMITS,
     SPEND_ALERTS,
     PROJECT_SPEND_ALERTS,
+    PROJECT_RATE_LIMITS,
     API_KEYS,
     SERVICE_ACCOUNTS,
     USERS,
@@ -1062,6 +1068,27 @@ def cap_daily(shares: Sequence[S], cap: int, noun: str) -> tuple[S, ...]:
     return (*kept, other)
 
 
+def parse_rate_limit(item: object, scope: str, where: str, source: str = PROJECT_RATE_LIMITS) -> RateLimitInfo:
+    """One `ProjectRateLimit`: the model and every integer limit (the two the spec requires included)."""
+    body = _object(item, where, source)
+    limits = {"max_requests_per_1_minute": 0, "max_tokens_per_1_minute": 0}
+    for name in limits:
+        limits[name] = require_int(body.get(name), f"{where}.{name}", source)
+    for name, value in body.items():
+        if name.startswith(("max_", "batch_")) and name not in limits:
+            limits[name] = require_int(value, f"{where}.{name}", source)
+    return RateLimitInfo(scope=scope, model=_required_str(body.get("model"), f"{where}.model", source), limits=limits)
+
+
+def collect_rate_limits(client: SourceClient, project_id: str) -> tuple[RateLimitInfo, ...]:
+    path = f"/organization/projects/{project_id}/rate_limits"
+    try:
+        items = list(client.iter_list(path, {"limit": 100}, source=PROJECT_RATE_LIMITS))
+    except NotFoundError:
+        return ()
+    return tuple(parse_rate_limit(item, project_id, f"{project_id}: data[{i}]") for i, item in enumerate(items))
+
+
 def collect_api_keys(client: SourceClient, project_id: str) -> tuple[KeyInfo, ...]:
     """A project's API keys (an archived or vanished project's 404 is no keys, not a failure)."""
     try:
@@ -1251,6 +1278,7 @@ def _project_spend_alerts(client: SourceClient, project_id: str) -> tuple[SpendA
 PER_PROJECT: tuple[tuple[str, Callable[[SourceClient, str], Any], bool], ...] = (
     (PROJECT_SPEND_LIMITS, _project_spend_limit, False),
     (PROJECT_SPEND_ALERTS, _project_spend_alerts, False),
+    (PROJECT_RATE_LIMITS, collect_rate_limits, False),
     (API_KEYS, collect_api_keys, True),
     (SERVICE_ACCOUNTS, collect_service_accounts, True),
 )
@@ -1395,11 +1423,27 @@ def _assemble(
         subscription=_value(outcomes, SUBSCRIPTION, None),
         usage={spec.name: v for spec in USAGE_SPECS if (v := _value(outcomes, spec.source, None)) is not None},
         completions_attribution=_attribution(outcomes),
+        rate_limits=_rate_limits(outcomes),
         admin_key_expires_at=_value(outcomes, ADMIN_KEY, None),
         conditions=tuple(sorted({c for o in outcomes.values() for c in o.conditions})),
         failures=tuple(failures),
         sources_ok=tuple(s for s in SOURCE_ORDER if _ok(outcomes, s)),
     )
+
+
+def _rate_limits(outcomes: Mapping[str, _Outcome]) -> tuple[RateLimitInfo, ...]:
+    """The rate limits of the models used this month (`gpt-4.1` covers `gpt-4.1-2025-04-14`), at most
+    `RATE_LIMITS_CAP`, in project order."""
+    summaries: list[UsageSummary | None] = [_value(outcomes, spec.source, None) for spec in USAGE_SPECS]
+    used = {m for s in summaries if s is not None for m in s.by_model if m not in (OTHER_KEY, NONE_KEY)}
+    per_project: list[tuple[RateLimitInfo, ...]] = _value(outcomes, PROJECT_RATE_LIMITS, [])
+    kept = [
+        limit
+        for limits in per_project
+        for limit in limits
+        if any(model == limit.model or model.startswith(f"{limit.model}-") for model in used)
+    ]
+    return tuple(kept[:RATE_LIMITS_CAP])
 
 
 def _attribution(outcomes: Mapping[str, _Outcome]) -> UsageAttribution | None:

@@ -324,6 +324,25 @@ def _completions_by_who(snapshot: Snapshot | None) -> str:
     )
 
 
+def _rate_limits(snapshot: Snapshot | None) -> str:
+    """Each active project's rate limits for the models it used this month."""
+    limits = snapshot.rate_limits if snapshot else ()
+    rows = [
+        (
+            project_name(snapshot, r.scope) if snapshot else r.scope,
+            r.model,
+            f"{r.limits.get('max_requests_per_1_minute', 0):,}",
+            f"{r.limits.get('max_tokens_per_1_minute', 0):,}",
+            ", ".join(f"{k} {v:,}" for k, v in sorted(r.limits.items()) if not k.endswith("s_per_1_minute")) or "-",
+        )
+        for r in limits
+    ]
+    why = _failed(snapshot, "project_rate_limits") or "None for the models used this month."
+    return "<h3>Rate limits of the models in use</h3>" + _table(
+        ("Project", "Model", "Requests/min", "Tokens/min", "Other limits"), rows, (2, 3), why
+    )
+
+
 def _limits(snapshot: Snapshot | None, org: OrganizationConfig) -> str:
     rows = [(row.scope, format_usd(row.limit_usd), row.source, row.used) for row in spend_limits(snapshot, org)]
     alerts = [(scope, format_usd(amount)) for scope, amount in spend_alerts(snapshot)]
@@ -389,6 +408,7 @@ def org_section(report: OrgReport, month: str, now: datetime) -> str:
         _shares(snapshot, projects=False),
         _usage(snapshot),
         _limits(snapshot, org),
+        _rate_limits(snapshot),
         _health(snapshot, polls, now),
         "</section>",
     ]
