@@ -148,6 +148,17 @@ def test_collect_snapshot_line_items_carry_their_quantity_and_unit() -> None:
     assert (items["Web search"].quantity, items["Web search"].quantity_unit) == (None, None), "no single unit"
 
 
+def test_collect_snapshot_line_item_with_a_row_lacking_its_quantity_has_no_quantity() -> None:
+    routes = full_routes()
+    rows: list[dict[str, Any]] = [
+        {"amount": {"value": Decimal(4)}, "line_item": "gpt-4o, input", "quantity": 1000, "quantity_unit": "tokens"},
+        {"amount": {"value": Decimal("4.5386616")}, "line_item": "gpt-4o, input", "quantity_unit": "tokens"},
+    ]
+    routes[f"/organization/costs?{NOV_1}&line_item"] = [{"data": [{"start_time": NOV_1, "results": rows}]}]
+    [item] = collect(RoutedClient(routes)).costs_by_line_item_usd
+    assert (item.quantity, item.quantity_unit) == (None, None), "1000 tokens would understate the month"
+
+
 # --- the exact sum ------------------------------------------------------------------------------------
 
 KEY_IDS = st.sampled_from([None, *(f"key_{i:03d}" for i in range(70))])

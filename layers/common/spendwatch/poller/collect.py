@@ -482,10 +482,10 @@ class Quantities:
     def add(self, key: str, row: Mapping[str, Any], where: str, source: str) -> None:
         quantity = _optional_number(row.get("quantity"), f"{where}.quantity", source)
         unit = _optional_str(row.get("quantity_unit"), f"{where}.quantity_unit", source)
-        if quantity is None:
-            return
-        self.values.setdefault(key, []).append(quantity)
-        self.units.setdefault(key, set()).add(unit)
+        # A row without a quantity makes the group's total unknown (None among the units), not smaller.
+        self.units.setdefault(key, set()).add(unit if quantity is not None else None)
+        if quantity is not None:
+            self.values.setdefault(key, []).append(quantity)
 
     def of(self, key: str, source: str) -> tuple[Decimal | None, str | None]:
         """The exact total and its unit; a total without one single unit is no figure at all."""
