@@ -49,7 +49,8 @@ TOLERANCE_S = 1.5
 ORG = parse_config(
     f"organizations: [{{id: sim, name: Simulated Org, admin_key_id: {ADMIN_KEY_ID}}}]", "t"
 ).organizations[0]
-COMPLETIONS = "/v1/organization/usage/completions"
+COMPLETIONS = "/v1/organization/usage/embeddings"
+"""A usage path asked by one query only (completions is asked twice: by model and by key and user)."""
 IMAGES = "/v1/organization/usage/images"
 
 
@@ -106,8 +107,8 @@ def test_poll_trickled_reply_is_cut_at_the_poll_deadline_and_the_rest_kept(fake:
     fake.trickle(COMPLETIONS, bytes_per_s=20, times=None)  # ~100 s for its reply; no socket read ever times out
     snapshot, elapsed = poll(sim_client(fake, poll_s=2))
     assert elapsed < 2 + POLL_GRACE_S + TOLERANCE_S, f"{elapsed:.1f} s for a 2 s poll"
-    kept_all_but(snapshot, "usage_completions")
-    cut = failure(snapshot, "usage_completions")
+    kept_all_but(snapshot, "usage_embeddings")
+    cut = failure(snapshot, "usage_embeddings")
     assert cut.kind == "deadline"
     assert cut.detail.startswith("the poll's time ran out reading the reply")
     assert snapshot.month_to_date_usd == fake.org.month_to_date_usd()
@@ -226,7 +227,7 @@ def test_poll_page_over_the_cap_is_asked_again_in_smaller_pages(fake: FakeOpenAI
     assert snapshot.failures == ()
     limits = [r.query["limit"] for r in fake.requests_log if r.path == COMPLETIONS]
     assert limits[:2] == [["31"], ["7"]]
-    assert snapshot.usage["completions"].totals["input_tokens"] > 0
+    assert snapshot.usage["embeddings"].totals["input_tokens"] > 0
 
 
 # --------------------------------------------------------------------------------------------------
@@ -241,9 +242,9 @@ def key_checks(fake: FakeOpenAI) -> int:
 def test_poll_401_missing_scope_on_one_endpoint_names_the_scope_and_keeps_the_rest(fake: FakeOpenAI) -> None:
     fake.missing_scope(COMPLETIONS, status=401)  # OpenAI's real body: "... Missing scopes: api.usage.read."
     snapshot, _ = poll(sim_client(fake))
-    kept_all_but(snapshot, "usage_completions")
+    kept_all_but(snapshot, "usage_embeddings")
     assert snapshot.conditions == ("admin_key_missing_scope:api.usage.read",)
-    assert "lacks the api.usage.read scope (401)" in failure(snapshot, "usage_completions").detail
+    assert "lacks the api.usage.read scope (401)" in failure(snapshot, "usage_embeddings").detail
     assert key_checks(fake) == 0
 
 
@@ -354,9 +355,9 @@ def test_poller_handler_with_seconds_left_returns_in_time_and_stores_what_succee
     result = pipeline.poll(POLL_TIME, CountdownContext(remaining_ms=int(remaining_s * 1000)))
     elapsed = time.monotonic() - started
     assert elapsed < remaining_s, f"the handler took {elapsed:.1f} s of its {remaining_s:.0f} s"
-    assert result["organizations"]["sim"]["failed_sources"] == ["usage_completions"]
+    assert result["organizations"]["sim"]["failed_sources"] == ["usage_embeddings"]
     snapshot = stored(pipeline)
-    assert failure(snapshot, "usage_completions").kind == "deadline"
+    assert failure(snapshot, "usage_embeddings").kind == "deadline"
     assert snapshot.month_to_date_usd == openai.org.month_to_date_usd()
     assert len(snapshot.sources_ok) == len(SOURCE_ORDER) - 1
 
@@ -391,7 +392,7 @@ def test_poll_cli_keeps_its_budget_and_prints_what_succeeded(tmp_path: Path, cli
     assert done.returncode == 0, done.stderr
     assert elapsed < WRITE_RESERVE_S + 2, f"{elapsed:.1f} s"
     snapshot = json.loads(done.stdout)
-    [cut] = [f for f in snapshot["failures"] if f["source"] == "usage_completions"]
+    [cut] = [f for f in snapshot["failures"] if f["source"] == "usage_embeddings"]
     assert cut["kind"] == "deadline"
     assert snapshot["month_to_date_usd"] == str(cli_server.org.month_to_date_usd())
     assert startup.returncode == 0

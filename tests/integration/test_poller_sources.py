@@ -163,14 +163,14 @@ def test_poller_expired_session_key_is_a_named_condition(pipeline: LocalPipeline
 
 def test_poller_429_with_retry_after_then_success(pipeline: LocalPipeline, openai: FakeOpenAI) -> None:
     configure(pipeline, openai)
-    fault = openai.rate_limit("/v1/organization/usage/completions", retry_after=1, times=1)
+    fault = openai.rate_limit("/v1/organization/usage/embeddings", retry_after=1, times=1)
     started = time.monotonic()
     pipeline.poll(POLL_TIME)
     assert time.monotonic() - started >= 1.0, "Retry-After was honoured"
     assert fault.hits == 1
     snapshot = stored(pipeline)
     assert snapshot.failures == ()
-    assert len([r for r in openai.requests_log if r.path == "/v1/organization/usage/completions"]) == 2
+    assert len([r for r in openai.requests_log if r.path == "/v1/organization/usage/embeddings"]) == 2
 
 
 def test_poller_5xx_is_retried_then_succeeds(pipeline: LocalPipeline, openai: FakeOpenAI) -> None:
@@ -251,9 +251,17 @@ def test_poller_malformed_reply_is_a_named_failure_of_that_source(
     assert detail in named.detail
     affected = {source}
     if path.endswith("/costs"):
-        affected |= {"costs_previous_month", "costs_by_project", "costs_by_line_item"}
+        affected |= {"costs_previous_month", "costs_by_project", "costs_by_line_item", "costs_by_api_key"}
+    if path.endswith("/usage/completions"):  # asked twice: by model and project, and by key and user
+        affected |= {"usage_completions_by_key"}
     if source == "projects":
-        affected |= {"project_spend_limits", "project_spend_alerts"}
+        affected |= {
+            "project_spend_limits",
+            "project_spend_alerts",
+            "project_rate_limits",
+            "api_keys",
+            "service_accounts",
+        }
     assert {f.source for f in snapshot.failures} == affected
     assert len(snapshot.sources_ok) == len(SOURCE_ORDER) - len(affected)
 

@@ -222,6 +222,74 @@ ADMIN_KEY = obj(
     {"expires_at": nullable(UNIX), "name": nullable(TEXT), "last_used_at": nullable(UNIX)},
 )
 
+# ---- API keys, service accounts, users (ProjectApiKey, ProjectApiKeyOwner*, ProjectServiceAccount, User) ---
+
+OWNER_USER = obj(
+    {"id": IDS, "email": TEXT, "name": TEXT, "created_at": UNIX, "role": st.sampled_from(["owner", "member"])}, {}
+)
+OWNER_SERVICE_ACCOUNT = obj(
+    # `name` is required yet can be empty: the unnamed service account of a real organization
+    {"id": IDS, "name": st.sampled_from(["", " "]) | TEXT, "created_at": UNIX, "role": st.just("member")},
+    {},
+)
+API_KEY_OWNER = st.one_of(
+    obj({}, {"type": st.just("user"), "user": OWNER_USER}),
+    obj({}, {"type": st.just("service_account"), "service_account": OWNER_SERVICE_ACCOUNT}),
+)
+API_KEY = obj(
+    {
+        "object": st.just("organization.project.api_key"),
+        "redacted_value": st.builds(lambda tail: f"sk-proj-****{tail}", st.text(string.ascii_letters, max_size=4)),
+        "name": TEXT,
+        "created_at": UNIX,
+        "last_used_at": nullable(UNIX),
+        "id": IDS,
+        "owner_project_access": st.sampled_from(["active", "inactive"]),
+        "owner": API_KEY_OWNER,
+    },
+    {},
+)
+API_KEYS = st.lists(API_KEY, max_size=4, unique_by=lambda k: k["id"])
+SERVICE_ACCOUNT = obj(
+    {
+        "object": st.just("organization.project.service_account"),
+        "id": IDS,
+        "name": st.sampled_from(["", " "]) | TEXT,
+        "role": st.sampled_from(["owner", "member", "none"]),
+        "created_at": UNIX,
+    },
+    {},
+)
+SERVICE_ACCOUNTS = st.lists(SERVICE_ACCOUNT, max_size=3, unique_by=lambda a: a["id"])
+USER = obj(
+    {"object": st.just("organization.user"), "id": IDS},
+    {
+        "name": nullable(TEXT),
+        "email": nullable(TEXT),
+        "role": nullable(st.sampled_from(["owner", "reader"])),
+        "added_at": UNIX,
+        "is_default": st.booleans(),
+        "is_service_account": st.booleans(),
+    },
+)
+USERS = st.lists(USER, max_size=4, unique_by=lambda u: u["id"])
+RATE_LIMIT = obj(
+    {
+        "object": st.just("project.rate_limit"),
+        "id": IDS,
+        "model": st.sampled_from(["m", "gpt-4.1", "whisper-1"]) | IDS,
+        "max_requests_per_1_minute": COUNT,
+        "max_tokens_per_1_minute": COUNT,
+    },
+    {
+        "max_images_per_1_minute": COUNT,
+        "max_audio_megabytes_per_1_minute": COUNT,
+        "max_requests_per_1_day": COUNT,
+        "batch_1_day_max_input_tokens": COUNT,
+    },
+)
+RATE_LIMITS = st.lists(RATE_LIMIT, max_size=4, unique_by=lambda r: r["id"])
+
 # ---- legacy dashboard (not in the spec; fields as third-party clients document them) ---------------
 
 LEGACY_TIME = UNIX | st.builds(lambda s: Decimal(s) + Decimal("0.5"), UNIX)

@@ -224,13 +224,15 @@ def test_collect_snapshot_keeps_every_source_that_answered_when_a_scope_is_missi
             "/organization/projects": response(200, PROJECT_LIST),
             "/organization/spend_limit": response(404, {"error": {"message": "No spend limit is set"}}),
             "/organization/spend_alerts": response(200, PROJECT_LIST),
+            "/organization/users": response(200, PROJECT_LIST),
         }
     )
     snapshot = collect_snapshot(org, make_client(session), poll_time=when, now=lambda: when)
     assert snapshot.conditions == ("admin_key_missing_scope:api.usage.read",)
-    assert {f.source for f in snapshot.failures} == {spec.source for spec in USAGE_SPECS}
+    usage_sources = {spec.source for spec in USAGE_SPECS} | {"usage_completions_by_key"}
+    assert {f.source for f in snapshot.failures} == usage_sources
     assert {f.kind for f in snapshot.failures} == {"key"}
-    assert set(snapshot.sources_ok) == set(SOURCE_ORDER) - {s.source for s in USAGE_SPECS} - {
+    assert set(snapshot.sources_ok) == set(SOURCE_ORDER) - usage_sources - {
         "admin_key",
         "credit_grants",
         "subscription",

@@ -56,6 +56,48 @@ def cost_bucket(start: int, *rows: tuple[str, str | None, str | None]) -> dict[s
     }
 
 
+def key_bucket(start: int, *rows: tuple[str, str | None, str | None]) -> dict[str, Any]:
+    """A bucket of costs grouped by `api_key_id` and `project_id`: rows of (amount, project, key)."""
+    return {
+        "object": "bucket",
+        "start_time": start,
+        "end_time": start + DAY,
+        "results": [
+            {
+                "object": "organization.costs.result",
+                "amount": {"value": Decimal(v), "currency": "usd"},
+                "line_item": None,
+                "project_id": p,
+                "api_key_id": k,
+                "quantity": None,
+                "quantity_unit": None,
+            }
+            for v, p, k in rows
+        ],
+    }
+
+
+def api_key(key_id: str, name: str, owner: dict[str, Any]) -> dict[str, Any]:
+    """A `ProjectApiKey` with every field the spec requires."""
+    return {
+        "object": "organization.project.api_key",
+        "redacted_value": f"sk-proj-****{key_id[-4:]}",
+        "name": name,
+        "created_at": 1793491200,
+        "last_used_at": None,
+        "id": key_id,
+        "owner_project_access": "active",
+        "owner": owner,
+    }
+
+
+def user_owner(user_id: str, name: str) -> dict[str, Any]:
+    return {
+        "type": "user",
+        "user": {"id": user_id, "email": f"{user_id}@example.com", "name": name, "created_at": 1, "role": "owner"},
+    }
+
+
 Reply = Any | Exception | Callable[[], Any]
 
 
@@ -104,11 +146,34 @@ def full_routes() -> dict[str, Reply]:
     ]
     by_project = [{"data": [cost_bucket(NOV_1, ("3.4182615", "proj_a", None), ("5.1204001", "proj_b", None))]}]
     by_item = [{"data": [cost_bucket(NOV_1, ("8", None, "gpt-4o, input"), ("0.5386616", None, "Web search"))]}]
+    by_key = [
+        {
+            "data": [
+                key_bucket(NOV_1, ("3.4182615", "proj_a", "key_chat")),
+                key_bucket(NOV_1 + 20 * DAY, ("5.1204", "proj_b", "key_gone"), ("0.0000001", "proj_b", None)),
+            ]
+        }
+    ]
     routes: dict[str, Reply] = {
         f"/organization/costs?{NOV_1}": current,
         f"/organization/costs?{OCT_1}": [{"data": [cost_bucket(OCT_1 + 30 * DAY, ("100.25", None, None))]}],
         f"/organization/costs?{NOV_1}&project_id": by_project,
         f"/organization/costs?{NOV_1}&line_item": by_item,
+        f"/organization/costs?{NOV_1}&api_key_id,project_id": by_key,
+        "/organization/projects/proj_a/api_keys": [api_key("key_chat", "Chat backend", user_owner("user_ada", "Ada"))],
+        "/organization/projects/proj_b/api_keys": [],
+        "/organization/projects/proj_old/api_keys": NotFoundError("api_keys", "not found (404)"),
+        "/organization/projects/proj_a/service_accounts": [],
+        "/organization/projects/proj_a/rate_limits": [
+            {"object": "project.rate_limit", "id": "rl-m", "model": "m", "max_requests_per_1_minute": 500}
+            | {"max_tokens_per_1_minute": 30000, "batch_1_day_max_input_tokens": 900000},
+            {"object": "project.rate_limit", "id": "rl-unused", "model": "dall-e-2", "max_requests_per_1_minute": 5}
+            | {"max_tokens_per_1_minute": 0, "max_images_per_1_minute": 5},
+        ],
+        "/organization/projects/proj_b/rate_limits": NotFoundError("project_rate_limits", "not found (404)"),
+        "/organization/projects/proj_b/service_accounts": [],
+        "/organization/projects/proj_old/service_accounts": [],
+        "/organization/users": [{"object": "organization.user", "id": "user_ada", "name": "Ada", "email": "a@x.io"}],
         "/organization/projects": [
             {"id": "proj_a", "name": "Chatbot", "status": "active"},
             {"id": "proj_b", "name": "Images", "status": "active"},
@@ -136,6 +201,20 @@ def full_routes() -> dict[str, Reply]:
     for spec in USAGE_SPECS:
         row = dict.fromkeys(spec.required, 1) | {"model": "m", "project_id": "proj_a"}
         routes[f"{spec.path}?{NOV_1}&{','.join(spec.group_by)}"] = [{"data": [{"start_time": NOV_1, "results": [row]}]}]
+    who = [
+        {
+            "input_tokens": 7,
+            "output_tokens": 2,
+            "num_model_requests": 1,
+            "api_key_id": "key_chat",
+            "user_id": "user_ada",
+        }
+        | {"batch": False, "service_tier": "default"},
+        {"input_tokens": 3, "output_tokens": 1, "num_model_requests": 1, "api_key_id": None, "user_id": "user_gone"}
+        | {"batch": True, "service_tier": "flex"},
+    ]
+    by_who = "api_key_id,user_id,batch,service_tier"
+    routes[f"/organization/usage/completions?{NOV_1}&{by_who}"] = [{"data": [{"start_time": NOV_1, "results": who}]}]
     return routes
 
 
@@ -176,15 +255,17 @@ def test_collect_snapshot_fills_every_field_from_every_source() -> None:
     assert snapshot.admin_key_expires_at == datetime(2026, 11, 22, tzinfo=UTC)
 
 
-def test_collect_snapshot_never_asks_about_archived_projects() -> None:
+def test_collect_snapshot_asks_archived_projects_only_for_their_keys_names() -> None:
     client = RoutedClient(full_routes())
     collect(client)
-    assert not [c for c in client.calls if "proj_old" in c]
-    assert {c for c in client.calls if c.startswith("/organization/projects/")} == {
-        "/organization/projects/proj_a/spend_limit",
-        "/organization/projects/proj_b/spend_limit",
-        "/organization/projects/proj_a/spend_alerts",
-        "/organization/projects/proj_b/spend_alerts",
+    assert {c for c in client.calls if "proj_old" in c} == {
+        "/organization/projects/proj_old/api_keys",
+        "/organization/projects/proj_old/service_accounts",
+    }
+    assert {c for c in client.calls if c.startswith("/organization/projects/") and "proj_old" not in c} == {
+        f"/organization/projects/{project}/{what}"
+        for project in ("proj_a", "proj_b")
+        for what in ("spend_limit", "spend_alerts", "rate_limits", "api_keys", "service_accounts")
     }
 
 

@@ -67,7 +67,7 @@ def test_deadline_is_fixed_when_the_poll_starts_even_if_the_context_does_not_cou
 
 
 def test_collect_snapshot_returns_by_the_deadline_with_a_stuck_source_and_keeps_the_rest() -> None:
-    client = StuckClient(full_routes(), ("/organization/usage/completions",), Deadline(budget_s=WRITE_RESERVE_S + 1))
+    client = StuckClient(full_routes(), ("/organization/usage/embeddings",), Deadline(budget_s=WRITE_RESERVE_S + 1))
     started = time.monotonic()
     try:
         snapshot = collect(client)
@@ -76,9 +76,9 @@ def test_collect_snapshot_returns_by_the_deadline_with_a_stuck_source_and_keeps_
     elapsed = time.monotonic() - started
     assert elapsed < 1 + POLL_GRACE_S + TOLERANCE_S, f"took {elapsed:.1f} s, the poll had 1 s"
     [failure] = snapshot.failures
-    assert (failure.source, failure.kind) == ("usage_completions", DeadlineError.kind)
+    assert (failure.source, failure.kind) == ("usage_embeddings", DeadlineError.kind)
     assert failure.detail == "still running when the poll's 1.0 s ran out: not collected"
-    assert snapshot.sources_ok == tuple(s for s in SOURCE_ORDER if s != "usage_completions")
+    assert snapshot.sources_ok == tuple(s for s in SOURCE_ORDER if s != "usage_embeddings")
     assert snapshot.month_to_date_usd is not None
 
 
@@ -111,5 +111,8 @@ def test_collect_snapshot_a_stuck_project_list_fails_its_dependents_by_the_deadl
         ("projects", "deadline"),
         ("project_spend_limits", "deadline"),
         ("project_spend_alerts", "deadline"),
+        ("project_rate_limits", "deadline"),
+        ("api_keys", "deadline"),
+        ("service_accounts", "deadline"),
     }
-    assert len(snapshot.sources_ok) == len(SOURCE_ORDER) - 3
+    assert len(snapshot.sources_ok) == len(SOURCE_ORDER) - 6

@@ -126,7 +126,8 @@ class _Say:
     @property
     def scope(self) -> str:
         kind = str(self.facts.get("scope", "organization"))
-        return "" if kind == "organization" else f'{kind.capitalize()} "{self.text("scope_name")}": '
+        # Only the first letter: "API key" stays "API key" (`capitalize` would make it "Api key").
+        return "" if kind == "organization" else f'{kind[:1].upper()}{kind[1:]} "{self.text("scope_name")}": '
 
 
 def _say_budget_actual(s: _Say) -> str:
@@ -188,7 +189,16 @@ def _say_spike(s: _Say) -> str:
         f"{s.usd('amount_usd')} on {when}, {_ratio(s.num('ratio'))} the median {s.usd('baseline_usd')}/day of the "
         f"{s.num('baseline_days')} settled days before"
     )
-    return f"Spend spike revised away: {figures}" if s.resolved else f"{s.again}Spend spike: {figures}"
+    return (
+        f"{s.scope}Spend spike revised away: {figures}" if s.resolved else f"{s.again}{s.scope}Spend spike: {figures}"
+    )
+
+
+def _say_first_spend(s: _Say) -> str:
+    return (
+        f'{s.again}New API key spending: "{s.text("scope_name")}" (created {s.facts["created_at"]}, owner '
+        f"{s.text('owner')}, project {s.text('project')}) has spent {s.usd('amount_usd')} in {s.facts['period']}"
+    )
 
 
 def _say_source(s: _Say) -> str:
@@ -232,6 +242,7 @@ _WORDING: dict[str, Callable[[_Say], str]] = {
     "low_balance": _say_low_balance,
     "low_balance.runway": _say_runway,
     "spike": _say_spike,
+    "first_spend": _say_first_spend,
     "health.source": _say_source,
     "health.condition": _say_condition,
     "health.admin_key": _say_admin_key,
@@ -298,6 +309,20 @@ def _top(shares: Sequence[CostShare], snapshot: Snapshot, *, projects: bool) -> 
     return tuple(lines)
 
 
+def _top_keys(snapshot: Snapshot) -> tuple[str, ...]:
+    """The largest keys by name, redacted value and owner (else id), with their share of the month."""
+    ranked = sorted(snapshot.costs_by_api_key_usd, key=lambda k: k.amount_usd, reverse=True)
+    total = snapshot.month_to_date_usd or sum((k.amount_usd for k in ranked), Decimal(0))
+    lines = []
+    for key in ranked[:TOP_N]:
+        part = f" ({format_percent(percent_of(key.amount_usd, total))})" if total > 0 else ""
+        lines.append(f"{untrusted(key.display(), 2 * NAME_LIMIT)}: {format_usd(key.amount_usd)}{part}")
+    if len(ranked) > TOP_N:
+        rest = sum((k.amount_usd for k in ranked[TOP_N:]), Decimal(0))
+        lines.append(f"{len(ranked) - TOP_N} more: {format_usd(rest)}")
+    return tuple(lines)
+
+
 def build_content(
     snapshot: Snapshot,
     alerts: Sequence[Alert],
@@ -349,6 +374,7 @@ def build_content(
         spark=spark,
         trend_caption=caption,
         top_projects=_top(snapshot.costs_by_project_usd, snapshot, projects=True),
+        top_api_keys=_top_keys(snapshot),
         top_line_items=_top(snapshot.costs_by_line_item_usd, snapshot, projects=False),
         freshness=freshness(snapshot, now),
         resolved_only=resolved_only,
@@ -389,7 +415,12 @@ def _slack_blocks(content: Content, prefix: str) -> list[dict[str, Any]]:
     if content.spark:
         trend = f"*Daily spend this month (UTC)*\n`{content.spark}`\n{escape(content.trend_caption or '')}"
         blocks.append({"type": "section", "text": _mrkdwn(truncate(trend, SECTION_LIMIT))})
-    for heading, rows in (("Top projects", content.top_projects), ("Top line items", content.top_line_items)):
+    sections = (
+        ("Top projects", content.top_projects),
+        ("Top API keys", content.top_api_keys),
+        ("Top line items", content.top_line_items),
+    )
+    for heading, rows in sections:
         if rows:
             text = f"*{heading} this month*\n" + _bullets(rows, SECTION_LIMIT - len(heading) - 20)
             blocks.append({"type": "section", "text": _mrkdwn(text)})
@@ -420,6 +451,8 @@ def _plain_lines(content: Content, *, bullet: str = "• ") -> list[str]:
         lines.append(f"Daily spend this month (UTC): {content.spark} ({content.trend_caption})")
     if content.top_projects:
         lines.append("Top projects: " + "; ".join(content.top_projects))
+    if content.top_api_keys:
+        lines.append("Top API keys: " + "; ".join(content.top_api_keys))
     if content.top_line_items:
         lines.append("Top line items: " + "; ".join(content.top_line_items))
     lines.append(content.freshness)
@@ -494,6 +527,7 @@ def render_email(
         )
     for heading, rows_ in (
         ("Top projects this month", content.top_projects),
+        ("Top API keys", content.top_api_keys),
         ("Top line items", content.top_line_items),
     ):
         if rows_:

@@ -20,9 +20,9 @@ from decimal import Decimal
 from statistics import median
 
 from spendwatch.core.alerts import Observation
-from spendwatch.core.config import BudgetConfig, OrganizationConfig
+from spendwatch.core.config import ApiKeyBudgetConfig, BudgetConfig, OrganizationConfig, SpikeRuleConfig
 from spendwatch.core.money import format_percent, format_usd, percent_of
-from spendwatch.core.snapshot import CostShare, CreditGrant, Snapshot
+from spendwatch.core.snapshot import ApiKeyCost, CostShare, CreditGrant, DailyShare, Snapshot
 
 HISTORY_DAYS = 10
 """How far back the alerter should read snapshots for `history` (spike baseline, burn rate, health)."""
@@ -36,6 +36,10 @@ INFORMATIONAL_CONDITIONS = frozenset({"snapshot_trimmed"})
 """Conditions a snapshot reports that are not a monitor problem, so they never alert."""
 
 ONE = Decimal(1)
+KEY_COSTS = "costs_by_api_key"
+"""The source of the per-key figures: when it did not answer, no per-key rule says anything."""
+OTHER_KEY = "(other)"
+NONE_KEY = "(none)"
 
 
 # --- helpers ---------------------------------------------------------------------------------------
@@ -180,10 +184,40 @@ def project_name(snapshot: Snapshot, project_id: str) -> str:
     return project_id
 
 
+def named_keys(snapshot: Snapshot) -> list[ApiKeyCost]:
+    """The keys of the by-key breakdown that are one key each (not `(other)`, not `(none)`)."""
+    return [k for k in snapshot.costs_by_api_key_usd if k.key not in (OTHER_KEY, NONE_KEY)]
+
+
+def key_spend(snapshot: Snapshot, budget: ApiKeyBudgetConfig) -> tuple[Decimal, str] | None:
+    """(month-to-date spend, display name) of the key(s) a budget names, or None when this poll cannot
+    say: the by-key costs failed, the budget names a key by name and the names could not be read, or the
+    key is not listed while some keys were summed into `(other)`. None neither raises nor clears."""
+    if KEY_COSTS not in snapshot.sources_ok:
+        return None
+    capped = any(k.key == OTHER_KEY for k in snapshot.costs_by_api_key_usd)
+    if budget.id is not None:
+        matched = [k for k in named_keys(snapshot) if k.key == budget.id]
+        shown = matched[0].label() if matched else budget.id
+    else:
+        if "api_keys" not in snapshot.sources_ok:
+            return None
+        matched = [k for k in named_keys(snapshot) if k.name == budget.name]
+        shown = str(budget.name)
+    if capped and not matched:
+        return None
+    return sum((k.amount_usd for k in matched), Decimal(0)), shown
+
+
 def budget_scopes(snapshot: Snapshot, org: OrganizationConfig) -> list[_Scope]:
     """Every configured budget with the month-to-date spend it is measured against."""
+    keys = []
+    for budget in org.rules.budget.api_keys:
+        known = key_spend(snapshot, budget)
+        if known is not None:
+            keys.append(_Scope(f"api_key:{budget.match}", "API key", known[1], budget, known[0]))
     if snapshot.month_to_date_usd is None:
-        return []
+        return keys
     scopes: list[_Scope] = []
     if org.budget is not None:
         scopes.append(_Scope("org", "organization", snapshot.org_name, org.budget, snapshot.month_to_date_usd))
@@ -193,7 +227,7 @@ def budget_scopes(snapshot: Snapshot, org: OrganizationConfig) -> list[_Scope]:
     for item in org.rules.budget.line_items:
         spent = _share(snapshot.costs_by_line_item_usd, item.name)
         scopes.append(_Scope(f"line_item:{item.name}", "line item", item.name, item, spent))
-    return scopes
+    return scopes + keys
 
 
 # --- rules -----------------------------------------------------------------------------------------
@@ -472,7 +506,39 @@ def spend_spike(snapshot: Snapshot, org: OrganizationConfig, series: dict[date, 
     days are never part of it); at least three such days are needed. Days under `min_usd` never spike.
     One key per day, so a spike is reported once, whichever poll sees it first.
     """
+    return _spikes(snapshot, org.rules.spike, series, "org", {})
+
+
+def _month_series(snapshot: Snapshot, share: DailyShare) -> dict[date, Decimal]:
+    first = snapshot.poll_time.date().replace(day=1)
+    return {first + timedelta(days=i): amount for i, amount in enumerate(share.daily_usd)}
+
+
+def scoped_spikes(snapshot: Snapshot, org: OrganizationConfig) -> list[Observation]:
+    """Each API key's and each project's own spike (opt-in), from this month's days of the by-key query,
+    with the organization's factor, baseline and minimum. Their keys name the scope
+    (`spike#api_key:key_…#2026-11-20`), so each is reported once per day like the organization's."""
     settings = org.rules.spike
+    if KEY_COSTS not in snapshot.sources_ok:
+        return []
+    observations = []
+    if settings.api_keys:
+        for key in named_keys(snapshot):
+            facts = {"scope": "API key", "scope_name": key.label()}
+            observations += _spikes(snapshot, settings, _month_series(snapshot, key), f"api_key:{key.key}", facts)
+    if settings.projects:
+        for project in snapshot.daily_costs_by_project_usd:
+            if project.key in (OTHER_KEY, NONE_KEY):
+                continue
+            facts = {"scope": "project", "scope_name": project_name(snapshot, project.key)}
+            series = _month_series(snapshot, project)
+            observations += _spikes(snapshot, settings, series, f"project:{project.key}", facts)
+    return observations
+
+
+def _spikes(
+    snapshot: Snapshot, settings: SpikeRuleConfig, series: dict[date, Decimal], scope: str, facts: dict[str, str]
+) -> list[Observation]:
     today = snapshot.poll_time.date()
     baseline_values = settled_days(snapshot, series, today, settings.baseline_days)
     if len(baseline_values) < MIN_BASELINE_DAYS:
@@ -490,7 +556,7 @@ def spend_spike(snapshot: Snapshot, org: OrganizationConfig, series: dict[date, 
         observations.append(
             Observation(
                 rule_id="spike",
-                key=f"spike#org#{day.isoformat()}",
+                key=f"spike#{scope}#{day.isoformat()}",
                 level=settings.factor if spiked else None,
                 summary="Spend spike",
                 facts={
@@ -501,6 +567,7 @@ def spend_spike(snapshot: Snapshot, org: OrganizationConfig, series: dict[date, 
                     "ratio": amount / baseline if baseline > 0 else Decimal(0),
                     "baseline_days": Decimal(len(baseline_values)),
                     "partial": "yes" if day == today else "no",
+                    **facts,
                 },
                 hold_level=settings.factor if held else None,
             )
@@ -510,6 +577,33 @@ def spend_spike(snapshot: Snapshot, org: OrganizationConfig, series: dict[date, 
 
 KEY_FAILURE_KIND = "key"
 """As `poller.collect.KEY_FAILURE`: a failure its key condition reports (the alerter does not import the poller)."""
+
+
+def first_spend(snapshot: Snapshot, org: OrganizationConfig) -> list[Observation]:
+    """Each API key created within `new_key_days` that spends this month, once (opt-in).
+
+    The alert key names the key and no period, and the rule never observes it cleared, so the
+    notification log (kept 400 days, longer than `new_key_days` can be) holds one message per key: the
+    poll that first sees the key spend sends it, every later one finds it already notified. Keys without
+    a known creation time (deleted, or their names unread) are not announced.
+    """
+    if KEY_COSTS not in snapshot.sources_ok:
+        return []
+    young = timedelta(days=org.rules.first_spend.new_key_days)
+    observations = []
+    for key in named_keys(snapshot):
+        if key.amount_usd <= 0 or key.created_at is None or snapshot.poll_time - key.created_at > young:
+            continue
+        facts: dict[str, Decimal | str] = {
+            "scope_name": key.label(),
+            "amount_usd": key.amount_usd,
+            "period": snapshot.period,
+            "created_at": key.created_at.strftime("%Y-%m-%d"),
+            "owner": key.owner_label() or "unknown",
+            "project": project_name(snapshot, key.project_id) if key.project_id else "unknown",
+        }
+        observations.append(Observation("first_spend", f"first_spend#api_key:{key.key}", ONE, "New API key", facts))
+    return observations
 
 
 def monitor_health(
@@ -620,6 +714,9 @@ def evaluate(
         observations += low_balance(snapshot, org, series, now=moment)
     if rules.spike.enabled:
         observations += spend_spike(snapshot, org, series)
+        observations += scoped_spikes(snapshot, org)
+    if rules.first_spend.enabled:
+        observations += first_spend(snapshot, org)
     if rules.health.enabled:
         observations += monitor_health(snapshot, org, prior, now=moment)
     return observations

@@ -76,6 +76,7 @@ def adaptive_card(message: Message) -> dict[str, Any]:
         optional.append(_text(f"Daily spend this month (UTC): {content.spark} ({content.trend_caption or ''})"))
     for heading, rows in (
         ("Top projects", content.top_projects if content else ()),
+        ("Top API keys", content.top_api_keys if content else ()),
         ("Top line items", content.top_line_items if content else ()),
     ):
         if rows:

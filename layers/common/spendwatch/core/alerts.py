@@ -143,6 +143,7 @@ class Content:
     spark: str | None = None
     trend_caption: str | None = None
     top_projects: tuple[str, ...] = ()
+    top_api_keys: tuple[str, ...] = ()
     top_line_items: tuple[str, ...] = ()
     freshness: str = ""
     resolved_only: bool = False
@@ -159,6 +160,7 @@ RULE_SECTION = {
     "low_balance": "low_balance",
     "low_balance.runway": "low_balance",
     "spike": "spike",
+    "first_spend": "first_spend",
     "health.source": "health",
     "health.condition": "health",
     "health.admin_key": "health",
@@ -177,6 +179,7 @@ _RULE_SEVERITY: dict[str, Severity] = {
     "low_balance": "error",
     "low_balance.runway": "error",
     "spike": "warning",
+    "first_spend": "info",
     "health.source": "error",
     "health.condition": "error",
     "health.admin_key": "error",

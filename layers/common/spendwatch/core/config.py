@@ -285,7 +285,7 @@ class BudgetConfig(_Model):
         return self
 
 
-RuleName = Literal["budget", "forecast", "hard_limit", "grant_expiry", "low_balance", "spike", "health"]
+RuleName = Literal["budget", "forecast", "hard_limit", "grant_expiry", "low_balance", "spike", "first_spend", "health"]
 """A `rules:` section: what silences and channel routes name."""
 
 
@@ -297,7 +297,7 @@ class _Routed(_Model):
     channel, a stopped poller, `verify`, `test-alert`) are not alerts of a rule and always go through.
     """
 
-    rules: Annotated[tuple[RuleName, ...], Field(max_length=7)] = ()
+    rules: Annotated[tuple[RuleName, ...], Field(max_length=8)] = ()
     min_severity: Severity = "info"
 
     @field_validator("rules")
@@ -473,6 +473,24 @@ class LineItemBudgetConfig(BudgetConfig):
     name: Annotated[str, Field(min_length=1, max_length=200)]
 
 
+class ApiKeyBudgetConfig(BudgetConfig):
+    """A monthly budget for one API key: by its id (`key_…`), or by its name (every key of that name)."""
+
+    id: Annotated[str | None, Field(min_length=1, max_length=200)] = None
+    name: Annotated[str | None, Field(min_length=1, max_length=200)] = None
+
+    @model_validator(mode="after")
+    def _one_match(self) -> ApiKeyBudgetConfig:
+        if (self.id is None) == (self.name is None):
+            raise ValueError("give the key's id or its name (exactly one)")
+        return self
+
+    @property
+    def match(self) -> str:
+        """`id:<id>` or `name:<name>`: the budget's identity in its alert key."""
+        return f"id:{self.id}" if self.id is not None else f"name:{self.name}"
+
+
 class _RuleOptions(_Model):
     enabled: StrictBool = True
     send_resolved: StrictBool = False
@@ -488,11 +506,13 @@ class BudgetRuleConfig(_RuleOptions):
     """a crossed threshold clears only below threshold x (1 - margin), so revised buckets do not flap"""
     projects: Annotated[tuple[ProjectBudgetConfig, ...], Field(max_length=500)] = ()
     line_items: Annotated[tuple[LineItemBudgetConfig, ...], Field(max_length=500)] = ()
+    api_keys: Annotated[tuple[ApiKeyBudgetConfig, ...], Field(max_length=500)] = ()
 
     @model_validator(mode="after")
     def _unique_scopes(self) -> BudgetRuleConfig:
         _unique(tuple(p.id for p in self.projects), "project budget ids")
         _unique(tuple(i.name for i in self.line_items), "line item budget names")
+        _unique(tuple(k.match for k in self.api_keys), "API key budgets")
         return self
 
 
@@ -570,6 +590,18 @@ class SpikeRuleConfig(_RuleOptions):
     min_usd: UsdOrZero = Decimal(10)
     """days below this spend never count as spikes"""
     resolve_margin_percent: Margin = Decimal(5)
+    api_keys: StrictBool = False
+    """also each API key's own spike (this month's days only), with the same factor, baseline and minimum"""
+    projects: StrictBool = False
+    """also each project's own spike (this month's days only)"""
+
+
+class FirstSpendRuleConfig(_RuleOptions):
+    """Opt-in: one message the first time an API key created within `new_key_days` spends."""
+
+    enabled: StrictBool = False
+    new_key_days: Annotated[int, Field(strict=True, ge=1, le=365)] = 31
+    """only keys this young are announced, so turning the rule on does not announce every existing key"""
 
 
 class HealthRuleConfig(_RuleOptions):
@@ -594,6 +626,7 @@ class RulesConfig(_Model):
     grant_expiry: GrantExpiryRuleConfig = GrantExpiryRuleConfig()
     low_balance: LowBalanceRuleConfig = LowBalanceRuleConfig()
     spike: SpikeRuleConfig = SpikeRuleConfig()
+    first_spend: FirstSpendRuleConfig = FirstSpendRuleConfig()
     health: HealthRuleConfig = HealthRuleConfig()
 
     def options(self, rule: str) -> _RuleOptions:

@@ -18,10 +18,12 @@ from typing import Annotated, Any
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator
 
 from spendwatch.core.errors import SnapshotFormatError
-from spendwatch.core.redact import scrub, scrub_data
+from spendwatch.core.redact import REDACTED, scrub, scrub_data
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 ITEM_KIND = "snapshot"
+REDACTED_VALUE_MAX = 40
+"""Longest `redacted_value` kept as is (OpenAI's are like `sk-proj-****abcd`; a whole key is ~160)."""
 VERIFY_NONCE_PATTERN = r"^[a-z0-9]{6,32}$"
 """a `spendwatch verify` run's nonce, as `Snapshot.verify` carries it"""
 
@@ -117,6 +119,78 @@ class CostShare(_Model):
     name: str | None = None
     """project name when known"""
     amount_usd: Usd
+    quantity: Usd | None = None
+    """line items (schema 3): the month's exact sum of OpenAI's `quantity`, in `quantity_unit`"""
+    quantity_unit: str | None = None
+    """`tokens`, `1000_tokens`, `images`, …; None when no single unit applies (OpenAI's null, or mixed)"""
+
+
+class DailyShare(_Model):
+    """This UTC month's spend of one project, by day: what the per-project spike rule needs."""
+
+    key: str
+    """project id; `(none)` for costs outside a project, `(other)` for those past the cap"""
+    amount_usd: Usd
+    """month to date: the exact sum of `daily_usd`"""
+    daily_usd: tuple[Usd, ...] = ()
+    """day i is the (i+1)th of the poll's UTC month, through the poll's day"""
+
+
+class ApiKeyCost(DailyShare):
+    """This UTC month's spend of one API key, with who the key is, as far as OpenAI could say.
+
+    `key` is the key's id (`key_…`), `(none)` for costs made without a key, `(other)` for the keys past
+    the cap. A key deleted since it spent, or whose names could not be read, has only its id (and the
+    project its costs were booked to): shown by id, never dropped from the totals.
+    """
+
+    name: str | None = None
+    redacted_value: str | None = None
+    """as OpenAI shows it (`sk-proj-…abcd`); the secret itself is never in a reply"""
+    project_id: str | None = None
+    owner_type: str | None = None
+    """user | service_account"""
+    owner_id: str | None = None
+    owner_name: str | None = None
+    """the user's name (else e-mail) or the service account's name; None when unknown or unnamed"""
+    owner_left: bool = False
+    """the owning user is no longer among the organization's users"""
+    created_at: UtcTime | None = None
+
+    @field_validator("name", "owner_name")
+    @classmethod
+    def _no_key_shapes(cls, value: str | None) -> str | None:
+        # OpenAI never sends a key's secret, but a name is free text someone typed: a pasted key is cut.
+        return None if value is None else scrub(value)
+
+    @field_validator("redacted_value")
+    @classmethod
+    def _redacted(cls, value: str | None) -> str | None:
+        # Only what reads as redacted (short, with OpenAI's mask) is kept; anything else could be the key.
+        if value is None or (len(value) <= REDACTED_VALUE_MAX and any(m in value for m in ("*", "...", "…"))):
+            return value
+        return REDACTED
+
+    def label(self) -> str:
+        """How the key reads in a message: its name and redacted value, else its id."""
+        if self.key in ("(none)", "(other)"):
+            return self.name or ("costs without an API key" if self.key == "(none)" else self.key)
+        if self.name and self.redacted_value:
+            return f"{self.name} ({self.redacted_value})"
+        return self.name or (f"{self.key} ({self.redacted_value})" if self.redacted_value else self.key)
+
+    def display(self) -> str:
+        """The key and its owner, as ranked lists show it: `Chat backend (sk-proj-****abcd), Ada`."""
+        owner = self.owner_label()
+        return f"{self.label()}, {owner}" if owner else self.label()
+
+    def owner_label(self) -> str | None:
+        """The owner as a message shows it: name, else id; None when the key has no known owner."""
+        if self.owner_id is None and self.owner_name is None:
+            return None
+        kind = "service account" if self.owner_type == "service_account" else "user"
+        who = self.owner_name or f"{kind} {self.owner_id}"
+        return f"{who} (left the organization)" if self.owner_left else who
 
 
 class ProjectInfo(_Model):
@@ -146,6 +220,16 @@ class SpendAlertInfo(_Model):
     scope: str
     id: str
     threshold_cents: int
+
+
+class RateLimitInfo(_Model):
+    """A project's rate limits for one model (`ProjectRateLimit`): `max_requests_per_1_minute`,
+    `max_tokens_per_1_minute` and whichever optional `max_*` / `batch_*` limits OpenAI gives for it."""
+
+    scope: str
+    """the project id"""
+    model: str
+    limits: dict[str, int] = Field(default_factory=dict)
 
 
 class CreditGrant(_Model):
@@ -192,6 +276,25 @@ class UsageSummary(_Model):
     by_project: dict[str, dict[str, int]] = Field(default_factory=dict)
 
 
+class UsageAttribution(_Model):
+    """Month-to-date completions usage by who and how: API key, user, batch or not, service tier (counts;
+    batch and service tier change the price). Each breakdown is capped with `(other)` and sums to `totals`."""
+
+    totals: dict[str, int] = Field(default_factory=dict)
+    by_api_key: dict[str, dict[str, int]] = Field(default_factory=dict)
+    by_user: dict[str, dict[str, int]] = Field(default_factory=dict)
+    by_batch: dict[str, dict[str, int]] = Field(default_factory=dict)
+    """`batch`, `standard` (OpenAI's `batch: false`) or `(none)`"""
+    by_service_tier: dict[str, dict[str, int]] = Field(default_factory=dict)
+    user_names: dict[str, str] = Field(default_factory=dict)
+    """names (else e-mails) of the users in `by_user`, from `/organization/users`; a user who left has none"""
+
+    @field_validator("user_names")
+    @classmethod
+    def _no_key_shapes(cls, value: dict[str, str]) -> dict[str, str]:
+        return {user: scrub(name) for user, name in value.items()}
+
+
 class Snapshot(_Model):
     org_id: str
     org_name: str
@@ -205,13 +308,21 @@ class Snapshot(_Model):
     previous_month_usd: Usd | None = None
     costs_by_project_usd: tuple[CostShare, ...] = ()
     costs_by_line_item_usd: tuple[CostShare, ...] = ()
+    costs_by_api_key_usd: tuple[ApiKeyCost, ...] = ()
+    """this month's spend by API key, largest first, capped with `(other)` (schema 3; empty before)"""
+    daily_costs_by_project_usd: tuple[DailyShare, ...] = ()
+    """this month's spend by project and day, from the same query as `costs_by_api_key_usd` (schema 3)"""
     projects: tuple[ProjectInfo, ...] = ()
     spend_limits: tuple[SpendLimit, ...] = ()
     spend_alerts: tuple[SpendAlertInfo, ...] = ()
+    rate_limits: tuple[RateLimitInfo, ...] = ()
+    """active projects' rate limits for the models used this month (schema 3), at most 200"""
     credit_summary: CreditSummary | None = None
     credit_grants: tuple[CreditGrant, ...] = ()
     subscription: Subscription | None = None
     usage: dict[str, UsageSummary] = Field(default_factory=dict)
+    completions_attribution: UsageAttribution | None = None
+    """completions by API key, user, batch and service tier (schema 3; source `usage_completions_by_key`)"""
     admin_key_expires_at: UtcTime | None = None
     conditions: tuple[str, ...] = ()
     """named states the alerter reports, e.g. `session_key_rejected`, `admin_key_missing_scope`"""
@@ -361,6 +472,12 @@ HISTORY_SOURCES: tuple[str, ...] = (
     "admin_key",
     "credit_grants",
     "subscription",
+    "costs_by_api_key",
+    "api_keys",
+    "service_accounts",
+    "users",
+    "usage_completions_by_key",
+    "project_rate_limits",
 )
 """Bit i of a summary's `ok` / `failed` number is source i. Append only: stored numbers refer to these
 positions. A source not listed here is stored by name (`ok_other`, `failed_other`), so nothing is lost."""

@@ -49,8 +49,11 @@ from spendwatch.devtools.simulated_org import (
     USAGE_TYPES,
     AdminKey,
     CostRow,
+    SimApiKey,
     SimProject,
+    SimServiceAccount,
     SimulatedOrg,
+    SimUser,
     SpendAlert,
     SpendLimit,
     UsageDim,
@@ -666,9 +669,14 @@ def _days_touching(start: int, end: int, width: int) -> range:
 # The server
 # --------------------------------------------------------------------------------------------------
 
+API_KEY_GROUPING_FLOOR: Final = 1_764_979_200
+"""2025-12-06T00:00Z: costs grouped by `api_key_id` are refused for earlier buckets (400, `param:
+start_time`), as observed on the real endpoint."""
 _Route = Callable[[HttpRequest, _Query, str], HttpResponse]
 _USAGE_WIDTHS: Final = {"1m": (60, 60, 1440), "1h": (3600, 24, 168), "1d": (DAY, 7, 31)}
-_PROJECT_PATH: Final = re.compile(r"^/v1/organization/projects/([^/]+)(?:/(rate_limits|spend_limit|spend_alerts))?$")
+_PROJECT_PATH: Final = re.compile(
+    r"^/v1/organization/projects/([^/]+)(?:/(rate_limits|spend_limit|spend_alerts|api_keys|service_accounts))?$"
+)
 _USAGE_PATH: Final = re.compile(r"^/v1/organization/usage/([a-z_]+)$")
 _ADMIN_KEY_PATH: Final = re.compile(r"^/v1/organization/admin_api_keys/([^/]+)$")
 _DASHBOARD_PATH: Final = re.compile(r"^(?:/v1)?/dashboard/billing/(credit_grants|subscription|usage)$")
@@ -954,6 +962,7 @@ class FakeOpenAI(LoopbackService):
             "/v1/organization/projects": self._projects,
             "/v1/organization/spend_limit": self._org_spend_limit,
             "/v1/organization/spend_alerts": self._org_spend_alerts,
+            "/v1/organization/users": self._users,
         }
         if path in fixed:
             return fixed[path], "admin", ""
@@ -965,6 +974,8 @@ class FakeOpenAI(LoopbackService):
                 "rate_limits": self._rate_limits,
                 "spend_limit": self._project_spend_limit,
                 "spend_alerts": self._project_spend_alerts,
+                "api_keys": self._api_keys,
+                "service_accounts": self._service_accounts,
             }
             return sub[m.group(2)], "admin", m.group(1)
         if m := _ADMIN_KEY_PATH.match(path):
@@ -1058,6 +1069,10 @@ class FakeOpenAI(LoopbackService):
         start, end, end_param = self._window(q, DAY)
         limit = q.limit(default=7, maximum=180)
         group_by = q.group_by(("project_id", "line_item", "api_key_id"))
+        if "api_key_id" in group_by and start < API_KEY_GROUPING_FLOOR:
+            raise _bad_request(
+                f"start_time must be at or after {API_KEY_GROUPING_FLOOR} when grouping by api_key_id.", "start_time"
+            )
         project_ids, api_key_ids = q.many("project_ids"), q.many("api_key_ids")
         fingerprint = ("costs", start, end_param, limit, sorted(group_by), sorted(project_ids), sorted(api_key_ids))
         bounds, has_more, next_page = self._page(q, fingerprint, start=start, end=end, width=DAY, limit=limit)
@@ -1196,6 +1211,49 @@ class FakeOpenAI(LoopbackService):
             for rl in self.org.rate_limits
         ]
         return _json(200, _list_page(items, limit, q.one("after")))
+
+    def _api_keys(self, _request: HttpRequest, q: _Query, project_id: str) -> HttpResponse:
+        """`ProjectApiKeyListResponse`: the project's keys that still exist, each owner as OpenAI embeds it."""
+        self._known_project(project_id)
+        users = {u.id: u for u in self.org.users}
+        accounts = {a.id: a for a in self.org.service_accounts}
+        items = [
+            _api_key_json(key, users, accounts)
+            for key in self.org.api_keys
+            if key.project_id == project_id and not key.deleted
+        ]
+        return _json(200, _list_page(items, q.limit(default=20, maximum=100), q.one("after")))
+
+    def _service_accounts(self, _request: HttpRequest, q: _Query, project_id: str) -> HttpResponse:
+        self._known_project(project_id)
+        items = [
+            {
+                "object": "organization.project.service_account",
+                "id": a.id,
+                "name": a.name,
+                "role": a.role,
+                "created_at": a.created_at,
+            }
+            for a in self.org.service_accounts
+            if a.project_id == project_id
+        ]
+        return _json(200, _list_page(items, q.limit(default=20, maximum=100), q.one("after")))
+
+    def _users(self, _request: HttpRequest, q: _Query, _arg: str) -> HttpResponse:
+        """`UserListResponse`: current members only (a user who left is gone, their keys' owner stays)."""
+        items = [
+            {
+                "object": "organization.user",
+                "id": u.id,
+                "name": u.name,
+                "email": u.email,
+                "role": u.role,
+                "added_at": u.added_at,
+            }
+            for u in self.org.users
+            if not u.left
+        ]
+        return _json(200, _list_page(items, q.limit(default=20, maximum=100), q.one("after")))
 
     def _org_spend_limit(self, _request: HttpRequest, _q: _Query, _arg: str) -> HttpResponse:
         if self.org.org_spend_limit is None:
@@ -1419,6 +1477,39 @@ def _spend_limit_json(object_name: str, limit: SpendLimit) -> dict[str, Any]:
         "currency": limit.currency,
         "interval": limit.interval,
         "enforcement": {"status": limit.enforcement_status},
+    }
+
+
+def _api_key_json(
+    key: SimApiKey, users: Mapping[str, SimUser], accounts: Mapping[str, SimServiceAccount]
+) -> dict[str, Any]:
+    owner: dict[str, Any] = {"type": key.owner_type}
+    if key.owner_type == "user":
+        user = users[key.owner_id]
+        owner["user"] = {
+            "id": user.id,
+            "email": user.email,
+            "name": user.name,
+            "created_at": user.added_at,
+            "role": "member",
+        }
+    else:
+        account = accounts[key.owner_id]
+        owner["service_account"] = {
+            "id": account.id,
+            "name": account.name,
+            "created_at": account.created_at,
+            "role": account.role,
+        }
+    return {
+        "object": "organization.project.api_key",
+        "redacted_value": key.redacted_value,
+        "name": key.name,
+        "created_at": key.created_at,
+        "last_used_at": None,
+        "id": key.id,
+        "owner_project_access": "inactive" if key.owner_type == "user" and users[key.owner_id].left else "active",
+        "owner": owner,
     }
 
 

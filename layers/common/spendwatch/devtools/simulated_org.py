@@ -352,6 +352,44 @@ class AdminKey:
 
 
 @dataclass(frozen=True, slots=True)
+class SimUser:
+    """A member of the organization (`/organization/users`); one who left is no longer listed."""
+
+    id: str
+    name: str
+    email: str
+    added_at: int
+    role: str = "reader"
+    left: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class SimServiceAccount:
+    """A project's service account; OpenAI's spec requires a name, yet it can be empty."""
+
+    id: str
+    project_id: str
+    name: str
+    created_at: int
+    role: str = "member"
+
+
+@dataclass(frozen=True, slots=True)
+class SimApiKey:
+    """A project API key; a deleted one still has cost rows but is no longer listed."""
+
+    id: str
+    project_id: str
+    name: str
+    redacted_value: str
+    created_at: int
+    owner_type: str
+    """user | service_account"""
+    owner_id: str
+    deleted: bool = False
+
+
+@dataclass(frozen=True, slots=True)
 class CreditGrant:
     id: str
     grant_amount: Decimal
@@ -491,6 +529,10 @@ class SimulatedOrg:
     admin_keys: Mapping[str, AdminKey]
     credit_grants: tuple[CreditGrant, ...]
     subscription: LegacySubscription
+    users: tuple[SimUser, ...] = ()
+    service_accounts: tuple[SimServiceAccount, ...] = ()
+    api_keys: tuple[SimApiKey, ...] = ()
+    """Every key that has cost rows (`SimProject.api_key_ids`), deleted ones included."""
     _costs_by_day: dict[int, list[CostRow]] = field(init=False, repr=False, compare=False)
     _usage_by_day: dict[str, dict[int, list[UsageRow]]] | None = field(
         init=False, repr=False, compare=False, default=None
@@ -587,7 +629,11 @@ class SimulatedOrg:
             ),
         )
         owner_id = _sim_id("user-", seed, "owner", length=24)
+        users, accounts, keys = _people_and_keys(projects, seed=seed, now_ts=now_ts)
         return cls(
+            users=users,
+            service_accounts=accounts,
+            api_keys=keys,
             now=now,
             org_id=org_id,
             org_name="Simulated Org",
@@ -701,6 +747,47 @@ class SimulatedOrg:
         if self._usage_by_day is None:
             self._usage_by_day = _derive_usage(self)
         return self._usage_by_day[usage_type]
+
+
+_PEOPLE: Final = ("Ada Lovelace", "Grace Hopper", "Alan Turing", "Edsger Dijkstra", "Barbara Liskov", "Ken Thompson")
+
+
+def _people_and_keys(
+    projects: Sequence[SimProject], *, seed: int, now_ts: int
+) -> tuple[tuple[SimUser, ...], tuple[SimServiceAccount, ...], tuple[SimApiKey, ...]]:
+    """Each project's key `a` belongs to its first user and key `b` to its service account, with the
+    honest oddities of a real organization, each on a key that spends: the first project's first user
+    left the organization (their key and their usage stay) and its service account has an empty name;
+    the second project's key `a` was deleted after it spent."""
+    users: dict[str, SimUser] = {}
+    accounts = []
+    keys = []
+    for index, project in enumerate(projects):
+        for slot, user_id in enumerate(project.user_ids):
+            person = _PEOPLE[(2 * index + slot) % len(_PEOPLE)]
+            left = index == 0 and slot == 0
+            email = f"{person.split()[0].lower()}.{index}@example.com"
+            users[user_id] = SimUser(user_id, person, email, now_ts - (300 - index) * DAY, left=left)
+        account_id = _sim_id("svc_acct_", seed, index, length=20)
+        account_name = "" if index == 0 else f"{project.name} bot"
+        accounts.append(SimServiceAccount(account_id, project.id, account_name, project.created_at + DAY))
+        for slot, key_id in enumerate(project.api_key_ids):
+            owner_type = "user" if slot == 0 else "service_account"
+            owner_id = project.user_ids[slot] if owner_type == "user" else account_id
+            tail = hashlib.sha256(key_id.encode()).hexdigest()[:4]
+            keys.append(
+                SimApiKey(
+                    id=key_id,
+                    project_id=project.id,
+                    name=f"{project.name} {'backend' if slot == 0 else 'batch jobs'}",
+                    redacted_value=f"sk-{'proj' if owner_type == 'user' else 'svcacct'}-****{tail}",
+                    created_at=project.created_at + (slot + 1) * DAY,
+                    owner_type=owner_type,
+                    owner_id=owner_id,
+                    deleted=index == 1 and slot == 0,
+                )
+            )
+    return tuple(users.values()), tuple(accounts), tuple(keys)
 
 
 def _first_day(now: datetime, days: int | None) -> int:

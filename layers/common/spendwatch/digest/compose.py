@@ -15,6 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from functools import partial
 
 from spendwatch.alerter.rules import project_name
 from spendwatch.core.config import DigestConfig, OrganizationConfig
@@ -28,6 +29,8 @@ from spendwatch.views.figures import (
     Period,
     RankedTable,
     UsageTable,
+    api_key_costs,
+    api_key_name,
     balance,
     costs_snapshot,
     daily_spend_chart,
@@ -97,6 +100,7 @@ class Digest:
     month: MonthState
     projects: RankedTable
     line_items: RankedTable
+    api_keys: RankedTable
     models: RankedTable
     usage: tuple[UsageTable, ...]
     balance_usd: Decimal | None
@@ -153,6 +157,9 @@ def build_digest(
         month=month_state(costs, org),
         projects=ranked_table(history, period, costs, extract=project_costs, what="costs by project", name=project),
         line_items=ranked_table(history, period, costs, extract=line_item_costs, what="costs by line item", name=str),
+        api_keys=ranked_table(
+            history, period, costs, extract=api_key_costs, what="costs by API key", name=partial(api_key_name, costs)
+        ),
         models=ranked_table(history, period, costs, extract=model_costs, what="costs by model", name=str),
         usage=tuple(
             usage_table(history, period, newest, kind)

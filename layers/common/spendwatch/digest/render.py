@@ -22,7 +22,7 @@ from typing import Any
 from spendwatch.alerter.render import SECTION_LIMIT, USAGE_URL, escape, sparkline
 from spendwatch.core.alerts import EmailContent, Message
 from spendwatch.core.money import format_percent, format_usd
-from spendwatch.core.snapshot import isoformat_utc
+from spendwatch.core.snapshot import Snapshot, isoformat_utc
 from spendwatch.digest.compose import Digest
 from spendwatch.views.figures import RankedTable, UsageTable, cached_share, change_percent, format_count
 
@@ -176,6 +176,13 @@ def _health_lines(digest: Digest) -> list[str]:
     return lines
 
 
+def _reads_keys(newest: Snapshot | None) -> bool:
+    """Whether the poller asks for costs by API key (snapshots of schema 3): before that, no key section."""
+    return newest is not None and any(
+        s == "costs_by_api_key" for s in (*newest.sources_ok, *(f.source for f in newest.failures))
+    )
+
+
 def digest_content(digest: Digest) -> DigestContent:
     kind = "Daily" if digest.every == "day" else "Weekly"
     title = f"{kind} OpenAI spend: {clip(digest.org_name, 80)}, {digest.period.label}"
@@ -205,6 +212,8 @@ def digest_content(digest: Digest) -> DigestContent:
         )
     sections = [Section("Spend", (spend, *_month_lines(digest)), " ".join(notes) or None)]
     sections.append(_ranked(digest.projects, "Top projects", label, shared))
+    if digest.api_keys.rows or _reads_keys(digest.newest):
+        sections.append(_ranked(digest.api_keys, "Top API keys", label, shared))
     sections.append(_ranked(digest.line_items, "Top line items", label, shared))
     sections.append(_ranked(digest.models, "Top models by cost", label, shared))
     sections.extend(

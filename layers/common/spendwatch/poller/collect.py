@@ -27,16 +27,20 @@ from spendwatch.core.config import OrganizationConfig
 from spendwatch.core.errors import DeadlineError, MalformedReplyError, SourceError, TooLargeError
 from spendwatch.core.observability import logger
 from spendwatch.core.snapshot import (
+    ApiKeyCost,
     CostShare,
     CreditGrant,
     CreditSummary,
     DailyCost,
+    DailyShare,
     ProjectInfo,
+    RateLimitInfo,
     Snapshot,
     SourceFailure,
     SpendAlertInfo,
     SpendLimit,
     Subscription,
+    UsageAttribution,
     UsageSummary,
 )
 from spendwatch.poller.openai_api import (
@@ -57,11 +61,12 @@ from spendwatch.poller.openai_api import (
 
 T = TypeVar("T")
 
-MAX_WORKERS = 20
-"""Threads per poll. A poll has up to 20 independent requests (4 cost queries, 10 usage types, projects,
-the organization's spend limit and alerts, the admin key, 2 legacy billing endpoints), so all of them start
-at once; the per-project requests that follow the project list reuse the same threads. The work is I/O
-bound (a thread waits on a socket), and the HTTP connection pool is sized to match."""
+MAX_WORKERS = 24
+"""Threads per poll. A poll has up to 23 independent requests (5 cost queries, 10 usage types, completions by
+key and user, projects, users, the organization's spend limit and alerts, the admin key, 2 legacy billing
+endpoints), so all of them start at once; the per-project requests that follow the project list reuse the
+same threads. The work is I/O bound (a thread waits on a socket), and the HTTP connection pool is sized to
+match."""
 
 BREAKDOWN_CAP = 50
 """Entries kept per breakdown (costs by project / line item, usage by model / project); the rest is
@@ -79,6 +84,10 @@ ITEM_SIZE_LIMIT_BYTES = 350_000
 """Largest snapshot item written; DynamoDB refuses items over 400 KB. Larger snapshots are trimmed."""
 TRIM_CAPS = (20, 10, 5, 0)
 TRIMMED_CONDITION = "snapshot_trimmed"
+
+API_KEY_GROUPING_FLOOR = datetime(2025, 12, 6, tzinfo=UTC)
+"""OpenAI answers `group_by=api_key_id` only for buckets from this day on (a 400 naming `start_time`
+before it, observed): the by-key query starts there at the earliest."""
 
 PAGE_BUCKETS = (31, 7, 1)
 """Daily buckets asked per page of a costs or usage query: a month in one page, and if that reply is over
@@ -99,6 +108,7 @@ COSTS_SOURCE = "costs"
 COSTS_PREVIOUS_MONTH = "costs_previous_month"
 COSTS_BY_PROJECT = "costs_by_project"
 COSTS_BY_LINE_ITEM = "costs_by_line_item"
+COSTS_BY_API_KEY = "costs_by_api_key"
 PROJECTS = "projects"
 SPEND_LIMIT = "spend_limit"
 PROJECT_SPEND_LIMITS = "project_spend_limits"
@@ -107,6 +117,17 @@ PROJECT_SPEND_ALERTS = "project_spend_alerts"
 ADMIN_KEY = "admin_key"
 CREDIT_GRANTS = "credit_grants"
 SUBSCRIPTION = "subscription"
+API_KEYS = "api_keys"
+SERVICE_ACCOUNTS = "service_accounts"
+USERS = "users"
+PROJECT_RATE_LIMITS = "project_rate_limits"
+RATE_LIMITS_CAP = 200
+"""Rate-limit entries a snapshot keeps: OpenAI lists one per model (about a hundred) per project, so only
+the models used this month are kept, and at most this many (about 14 KB)."""
+USAGE_ATTRIBUTION = "usage_completions_by_key"
+ATTRIBUTION_GROUPS = ("api_key_id", "user_id", "batch", "service_tier")
+"""Completions grouped by who and how: one query of its own, so the by-model-and-project one keeps its
+size, and a failure of either costs only its own figures."""
 
 
 # --------------------------------------------------------------------------------------------------
@@ -171,17 +192,37 @@ USAGE_SPECS: tuple[UsageSpec, ...] = (
 )
 USAGE_BY_NAME: Mapping[str, UsageSpec] = {spec.name: spec for spec in USAGE_SPECS}
 
+
+@dataclass(frozen=True)
+class _AttributionSpec(UsageSpec):
+    """Completions' counters, grouped by `ATTRIBUTION_GROUPS`, failing as their own source."""
+
+    @property
+    def source(self) -> str:
+        return USAGE_ATTRIBUTION
+
+
+ATTRIBUTION_SPEC = _AttributionSpec(
+    "completions", USAGE_SPECS[0].required, USAGE_SPECS[0].optional, group_by=ATTRIBUTION_GROUPS
+)
+
 SOURCE_ORDER: tuple[str, ...] = (
     COSTS_SOURCE,
     COSTS_PREVIOUS_MONTH,
     COSTS_BY_PROJECT,
     COSTS_BY_LINE_ITEM,
+    COSTS_BY_API_KEY,
     *(spec.source for spec in USAGE_SPECS),
+    USAGE_ATTRIBUTION,
     PROJECTS,
     SPEND_LIMIT,
     PROJECT_SPEND_LIMITS,
     SPEND_ALERTS,
     PROJECT_SPEND_ALERTS,
+    PROJECT_RATE_LIMITS,
+    API_KEYS,
+    SERVICE_ACCOUNTS,
+    USERS,
     ADMIN_KEY,
     CREDIT_GRANTS,
     SUBSCRIPTION,
@@ -432,11 +473,42 @@ def parse_daily_costs(
     return {day: exact_sum(values, f"the costs of {day.isoformat()}", source) for day, values in amounts.items()}
 
 
+@dataclass
+class Quantities:
+    """Each group's `quantity` values and the units they came in (OpenAI sets them on line-item rows)."""
+
+    values: dict[str, list[Decimal]] = field(default_factory=dict)
+    units: dict[str, set[str | None]] = field(default_factory=dict)
+
+    def clear(self) -> None:
+        self.values.clear()
+        self.units.clear()
+
+    def add(self, key: str, row: Mapping[str, Any], where: str, source: str) -> None:
+        quantity = _optional_number(row.get("quantity"), f"{where}.quantity", source)
+        unit = _optional_str(row.get("quantity_unit"), f"{where}.quantity_unit", source)
+        # A row without a quantity makes the group's total unknown (None among the units), not smaller.
+        self.units.setdefault(key, set()).add(unit if quantity is not None else None)
+        if quantity is not None:
+            self.values.setdefault(key, []).append(quantity)
+
+    def of(self, key: str, source: str) -> tuple[Decimal | None, str | None]:
+        """The exact total and its unit; a total without one single unit is no figure at all."""
+        units = self.units.get(key, set())
+        if len(units) != 1 or None in units:
+            return None, None
+        return exact_sum(self.values[key], f"the quantity of {key!r}", source), next(iter(units))
+
+
 def parse_grouped_costs(
-    pages: Iterable[Any], group: str, source: str, skipped: SkippedRows | None = None
+    pages: Iterable[Any],
+    group: str,
+    source: str,
+    skipped: SkippedRows | None = None,
+    quantities: Quantities | None = None,
 ) -> dict[str, Decimal]:
     """Group value (`project_id` or `line_item`) -> exact USD sum over every bucket (results without an
-    amount are left out and listed in `skipped`)."""
+    amount are left out and listed in `skipped`; `quantities` collects each row's quantity)."""
     amounts: dict[str, list[Decimal]] = {}
     for where, _, results in _buckets(pages, source):
         for row_index, row in enumerate(results):
@@ -448,7 +520,115 @@ def parse_grouped_costs(
                     skipped.where.append(at)
                 continue
             amounts.setdefault(key, []).append(amount)
+            if quantities is not None:
+                quantities.add(key, row, at, source)
     return {key: exact_sum(values, f"the costs of {group} {key!r}", source) for key, values in amounts.items()}
+
+
+@dataclass(frozen=True)
+class KeyCosts:
+    """A month of costs grouped by API key and project, by UTC day, every figure an exact sum."""
+
+    by_key: dict[str, dict[date, Decimal]]
+    by_project: dict[str, dict[date, Decimal]]
+    key_project: dict[str, str]
+    """the project each key's costs were booked to (a project key belongs to one project)"""
+
+
+def parse_key_costs(
+    pages: Iterable[Any], source: str = COSTS_BY_API_KEY, skipped: SkippedRows | None = None
+) -> KeyCosts:
+    """`/organization/costs?group_by=api_key_id&group_by=project_id` pages: exact USD sums by key and day
+    and by project and day. A row without a key is `(none)`'s, so the keys sum to the organization's
+    total for the same buckets; rows without an amount are listed in `skipped`."""
+    keys: dict[str, dict[date, list[Decimal]]] = {}
+    projects: dict[str, dict[date, list[Decimal]]] = {}
+    key_project: dict[str, dict[str, Decimal]] = {}
+    for where, start_time, results in _buckets(pages, source):
+        day = datetime.fromtimestamp(start_time, UTC).date()
+        for row_index, row in enumerate(results):
+            at = f"{where}.results[{row_index}]"
+            amount = _cost_amount(row, at, source)
+            key = _optional_str(row.get("api_key_id"), f"{at}.api_key_id", source) or NONE_KEY
+            project = _optional_str(row.get("project_id"), f"{at}.project_id", source) or NONE_KEY
+            if amount is None:
+                if skipped is not None:
+                    skipped.where.append(at)
+                continue
+            keys.setdefault(key, {}).setdefault(day, []).append(amount)
+            projects.setdefault(project, {}).setdefault(day, []).append(amount)
+            if project != NONE_KEY:
+                booked = key_project.setdefault(key, {})
+                booked[project] = booked.get(project, Decimal(0)) + abs(amount)
+
+    def sums(table: dict[str, dict[date, list[Decimal]]], noun: str) -> dict[str, dict[date, Decimal]]:
+        return {
+            name: {d: exact_sum(v, f"the costs of {noun} {name!r} on {d.isoformat()}", source) for d, v in days.items()}
+            for name, days in table.items()
+        }
+
+    return KeyCosts(
+        by_key=sums(keys, "API key"),
+        by_project=sums(projects, "project"),
+        key_project={k: max(sorted(p), key=lambda pid: p[pid]) for k, p in key_project.items() if k != NONE_KEY},
+    )
+
+
+@dataclass(frozen=True)
+class KeyInfo:
+    """Who an API key is, from `/organization/projects/{id}/api_keys` (`ProjectApiKey`)."""
+
+    id: str
+    project_id: str
+    name: str | None = None
+    redacted_value: str | None = None
+    created_at: datetime | None = None
+    owner_type: str | None = None
+    owner_id: str | None = None
+    owner_name: str | None = None
+
+
+def _named(value: str | None) -> str | None:
+    """A name that says something: an empty or blank one is no name (shown by id instead)."""
+    return value.strip() or None if value is not None else None
+
+
+def parse_api_key(item: object, project_id: str, where: str, source: str = "api_keys") -> KeyInfo:
+    """One `ProjectApiKey`. Only `id` is needed; a field the spec requires but a reply lacks costs
+    that field (the key is shown by id), not the key; a field of the wrong type is a malformed reply."""
+    key = _object(item, where, source)
+    owner = key.get("owner")
+    owner_type = owner_id = owner_name = None
+    if owner is not None:
+        owner = _object(owner, f"{where}.owner", source)
+        owner_type = _optional_str(owner.get("type"), f"{where}.owner.type", source)
+        if owner_type in ("user", "service_account"):
+            who = owner.get(owner_type)
+            if who is not None:
+                who = _object(who, f"{where}.owner.{owner_type}", source)
+                owner_id = _optional_str(who.get("id"), f"{where}.owner.{owner_type}.id", source)
+                owner_name = _named(_optional_str(who.get("name"), f"{where}.owner.{owner_type}.name", source))
+                if owner_name is None and owner_type == "user":
+                    owner_name = _named(_optional_str(who.get("email"), f"{where}.owner.user.email", source))
+    return KeyInfo(
+        id=_required_str(key.get("id"), f"{where}.id", source),
+        project_id=project_id,
+        name=_named(_optional_str(key.get("name"), f"{where}.name", source)),
+        redacted_value=_named(_optional_str(key.get("redacted_value"), f"{where}.redacted_value", source)),
+        created_at=_timestamp(key.get("created_at"), f"{where}.created_at", source),
+        owner_type=owner_type,
+        owner_id=owner_id,
+        owner_name=owner_name,
+    )
+
+
+def parse_named(item: object, where: str, source: str) -> tuple[str, str | None]:
+    """(id, display name) of a `ProjectServiceAccount` or a `User` (name, else e-mail; blank: none)."""
+    body = _object(item, where, source)
+    name = _named(_optional_str(body.get("name"), f"{where}.name", source))
+    if name is None and "email" in body:
+        name = _named(_optional_str(body.get("email"), f"{where}.email", source))
+    return _required_str(body.get("id"), f"{where}.id", source), name
 
 
 def _usage_metrics(spec: UsageSpec, row: dict[str, Any], where: str) -> dict[str, int]:
@@ -522,6 +702,39 @@ def parse_usage(spec: UsageSpec, pages: Iterable[Any], *, cap: int = BREAKDOWN_C
     )
 
 
+def parse_usage_attribution(pages: Iterable[Any], *, cap: int = BREAKDOWN_CAP) -> UsageAttribution:
+    """Month-to-date completions by API key, user, batch and service tier (rows without one are `(none)`)."""
+    spec = ATTRIBUTION_SPEC
+    totals = dict.fromkeys(spec.metrics, 0)
+    breakdowns: dict[str, dict[str, dict[str, int]]] = {g: {} for g in ATTRIBUTION_GROUPS}
+    for where, _, results in _buckets(pages, spec.source):
+        for row_index, raw in enumerate(results):
+            at = f"{where}.results[{row_index}]"
+            row = _object(raw, at, spec.source)
+            metrics = _usage_metrics(spec, row, at)
+            if not metrics:
+                continue
+            batch = _optional_bool(row.get("batch"), f"{at}.batch", spec.source)
+            keys = {
+                "api_key_id": _optional_str(row.get("api_key_id"), f"{at}.api_key_id", spec.source),
+                "user_id": _optional_str(row.get("user_id"), f"{at}.user_id", spec.source),
+                "batch": None if batch is None else ("batch" if batch else "standard"),
+                "service_tier": _optional_str(row.get("service_tier"), f"{at}.service_tier", spec.source),
+            }
+            _add(totals, metrics)
+            for group, key in keys.items():
+                _add(breakdowns[group].setdefault(key or NONE_KEY, {}), metrics)
+    _check_counts(spec, totals, *breakdowns.values())
+    rank = spec.required[0]
+    return UsageAttribution(
+        totals=totals,
+        by_api_key=cap_counts(breakdowns["api_key_id"], rank, cap),
+        by_user=cap_counts(breakdowns["user_id"], rank, cap),
+        by_batch=cap_counts(breakdowns["batch"], rank, cap),
+        by_service_tier=cap_counts(breakdowns["service_tier"], rank, cap),
+    )
+
+
 def _check_counts(spec: UsageSpec, totals: Mapping[str, int], *breakdowns: Mapping[str, Mapping[str, int]]) -> None:
     """Every total, and every sum of breakdown entries (`(other)` at any cap), fits a DynamoDB number."""
     names = {name for breakdown in breakdowns for counts in breakdown.values() for name in counts}
@@ -566,7 +779,7 @@ def cap_shares(
     return (*kept, CostShare(key=OTHER_KEY, name=f"{count} more {noun}", amount_usd=amount))
 
 
-def _other_count(share: CostShare) -> int:
+def _other_count(share: CostShare | ApiKeyCost) -> int:
     head = (share.name or "0").split(" ", 1)[0]
     return int(head) if head.isdigit() else 0
 
@@ -769,6 +982,160 @@ def collect_grouped_costs(
     return totals
 
 
+def collect_line_item_costs(
+    client: SourceClient, start: datetime, end: datetime, *, skipped: SkippedRows | None = None
+) -> list[CostShare]:
+    """Month-to-date costs by line item, each with its quantity (OpenAI sets `quantity` and
+    `quantity_unit` on rows grouped by line item)."""
+    quantities = Quantities()
+
+    def parse(pages: Iterable[Any]) -> dict[str, Decimal]:
+        if skipped is not None:
+            skipped.clear()
+        quantities.clear()
+        return parse_grouped_costs(pages, "line_item", COSTS_BY_LINE_ITEM, skipped, quantities)
+
+    params = {**_window(start, end), "group_by": ["line_item"]}
+    totals = _in_pages(client, "/organization/costs", params, COSTS_BY_LINE_ITEM, parse)
+    shares = []
+    for key, amount in totals.items():
+        quantity, unit = quantities.of(key, COSTS_BY_LINE_ITEM)
+        shares.append(CostShare(key=key, amount_usd=amount, quantity=quantity, quantity_unit=unit))
+    for cap in (BREAKDOWN_CAP, *TRIM_CAPS):
+        cap_shares(shares, cap, "line items", source=COSTS_BY_LINE_ITEM)
+    return shares
+
+
+def _month_days(start: datetime, end: datetime) -> list[date]:
+    return [(start + timedelta(days=i)).date() for i in range((end - start).days)]
+
+
+def _series(days: Sequence[date], amounts: Mapping[date, Decimal], what: str) -> tuple[Decimal, tuple[Decimal, ...]]:
+    """(exact total of every bucket, the amount of each of `days`, 0 when it has no bucket)."""
+    total = exact_sum(amounts.values(), what, COSTS_BY_API_KEY)
+    return total, tuple(amounts.get(day, Decimal(0)) for day in days)
+
+
+@dataclass(frozen=True)
+class KeyShares:
+    """What `costs_by_api_key` contributes to a snapshot, before names are attached."""
+
+    keys: list[ApiKeyCost]
+    projects: list[DailyShare]
+
+
+def collect_key_costs(
+    client: SourceClient, start: datetime, end: datetime, *, skipped: SkippedRows | None = None
+) -> KeyShares:
+    """This month's costs by API key and by project, by day, from one query grouped by both (so every
+    key comes with the project its costs were booked to, a deleted key's included). Every `(other)`
+    remainder the snapshot may store is checked here, so a misfit fails this source only."""
+
+    def parse(pages: Iterable[Any]) -> KeyCosts:
+        if skipped is not None:
+            skipped.clear()
+        return parse_key_costs(pages, COSTS_BY_API_KEY, skipped)
+
+    # OpenAI refuses this grouping for buckets before its floor: the days before it have no key figures.
+    floor = max(start, API_KEY_GROUPING_FLOOR)
+    params = {**_window(floor, max(end, floor + timedelta(days=1))), "group_by": ["api_key_id", "project_id"]}
+    costs = _in_pages(client, "/organization/costs", params, COSTS_BY_API_KEY, parse)
+    days = _month_days(start, end)
+    keys = []
+    for key, amounts in costs.by_key.items():
+        total, daily = _series(days, amounts, f"the costs of API key {key!r}")
+        keys.append(ApiKeyCost(key=key, amount_usd=total, daily_usd=daily, project_id=costs.key_project.get(key)))
+    projects = []
+    for project, amounts in costs.by_project.items():
+        total, daily = _series(days, amounts, f"the costs of project {project!r}")
+        projects.append(DailyShare(key=project, amount_usd=total, daily_usd=daily))
+    for cap in (BREAKDOWN_CAP, *TRIM_CAPS):
+        cap_daily(keys, cap, "API keys")
+        cap_daily(projects, cap, "projects")
+    return KeyShares(keys, projects)
+
+
+S = TypeVar("S", bound=DailyShare)
+
+
+def cap_daily(shares: Sequence[S], cap: int, noun: str) -> tuple[S, ...]:
+    """The `cap` largest shares, then one `(other)` share holding the exact remainder, day by day."""
+    previous_other = next((s for s in shares if s.key == OTHER_KEY), None)
+    items = sorted((s for s in shares if s.key != OTHER_KEY), key=lambda s: (-s.amount_usd, s.key))
+    kept, rest = items[:cap], items[cap:]
+    if not rest and previous_other is None:
+        return tuple(kept)
+    parts = [*rest, *([previous_other] if previous_other else [])]
+    what = f"the {noun} beyond the largest {cap}"
+    amount = exact_sum((s.amount_usd for s in parts), what, COSTS_BY_API_KEY)
+    width = max(len(s.daily_usd) for s in parts)
+    daily = tuple(
+        exact_sum((s.daily_usd[i] for s in parts if i < len(s.daily_usd)), what, COSTS_BY_API_KEY) for i in range(width)
+    )
+    other = parts[0].model_copy(update={"key": OTHER_KEY, "amount_usd": amount, "daily_usd": daily})
+    if isinstance(other, ApiKeyCost):
+        count = len(rest) + (_other_count(previous_other) if isinstance(previous_other, ApiKeyCost) else 0)
+        blank = dict.fromkeys(("redacted_value", "project_id", "owner_type", "owner_id", "owner_name", "created_at"))
+        other = other.model_copy(update={**blank, "name": f"{count} more {noun}", "owner_left": False})
+    return (*kept, other)
+
+
+def parse_rate_limit(item: object, scope: str, where: str, source: str = PROJECT_RATE_LIMITS) -> RateLimitInfo:
+    """One `ProjectRateLimit`: the model and every integer limit (the two the spec requires included)."""
+    body = _object(item, where, source)
+    limits = {"max_requests_per_1_minute": 0, "max_tokens_per_1_minute": 0}
+    for name in limits:
+        limits[name] = require_int(body.get(name), f"{where}.{name}", source)
+    for name, value in body.items():
+        if name.startswith(("max_", "batch_")) and name not in limits:
+            limits[name] = require_int(value, f"{where}.{name}", source)
+    return RateLimitInfo(scope=scope, model=_required_str(body.get("model"), f"{where}.model", source), limits=limits)
+
+
+def collect_rate_limits(client: SourceClient, project_id: str) -> tuple[RateLimitInfo, ...]:
+    path = f"/organization/projects/{project_id}/rate_limits"
+    try:
+        items = list(client.iter_list(path, {"limit": 100}, source=PROJECT_RATE_LIMITS))
+    except NotFoundError:
+        return ()
+    return tuple(parse_rate_limit(item, project_id, f"{project_id}: data[{i}]") for i, item in enumerate(items))
+
+
+def collect_api_keys(client: SourceClient, project_id: str) -> tuple[KeyInfo, ...]:
+    """A project's API keys (an archived or vanished project's 404 is no keys, not a failure)."""
+    try:
+        items = list(client.iter_list(f"/organization/projects/{project_id}/api_keys", {"limit": 100}, source=API_KEYS))
+    except NotFoundError:
+        return ()
+    return tuple(parse_api_key(item, project_id, f"{project_id}: data[{i}]", API_KEYS) for i, item in enumerate(items))
+
+
+def collect_service_accounts(client: SourceClient, project_id: str) -> tuple[tuple[str, str | None], ...]:
+    path = f"/organization/projects/{project_id}/service_accounts"
+    try:
+        items = list(client.iter_list(path, {"limit": 100}, source=SERVICE_ACCOUNTS))
+    except NotFoundError:
+        return ()
+    return tuple(parse_named(item, f"{project_id}: data[{i}]", SERVICE_ACCOUNTS) for i, item in enumerate(items))
+
+
+def collect_users(client: SourceClient) -> tuple[tuple[str, str | None], ...]:
+    items = client.iter_list("/organization/users", {"limit": 100}, source=USERS)
+    return tuple(parse_named(item, f"data[{i}]", USERS) for i, item in enumerate(items))
+
+
+def _line_item_source(client: SourceClient, start: datetime, end: datetime) -> Partial:
+    skipped = _cost_rows_skipped()
+    value = collect_line_item_costs(client, start, end, skipped=skipped)
+    return Partial(value, skipped.note(COSTS_BY_LINE_ITEM))
+
+
+def _key_costs_source(client: SourceClient, start: datetime, end: datetime) -> Partial:
+    skipped = _cost_rows_skipped()
+    value = collect_key_costs(client, start, end, skipped=skipped)
+    return Partial(value, skipped.note(COSTS_BY_API_KEY))
+
+
 def _daily_costs_source(client: SourceClient, start: datetime, end: datetime, source: str) -> Partial:
     skipped = _cost_rows_skipped()
     value = collect_daily_costs(client, start, end, source=source, skipped=skipped)
@@ -784,6 +1151,11 @@ def _grouped_costs_source(client: SourceClient, start: datetime, end: datetime, 
 def collect_usage(client: SourceClient, spec: UsageSpec, start: datetime, end: datetime) -> UsageSummary:
     params = {**_window(start, end), "group_by": list(spec.group_by)}
     return _in_pages(client, spec.path, params, spec.source, partial(parse_usage, spec))
+
+
+def collect_usage_attribution(client: SourceClient, start: datetime, end: datetime) -> UsageAttribution:
+    params = {**_window(start, end), "group_by": list(ATTRIBUTION_GROUPS)}
+    return _in_pages(client, ATTRIBUTION_SPEC.path, params, USAGE_ATTRIBUTION, parse_usage_attribution)
 
 
 def collect_projects(client: SourceClient) -> tuple[ProjectInfo, ...]:
@@ -887,11 +1259,14 @@ def _plan(org: OrganizationConfig, client: SourceClient, poll_time: datetime) ->
         COSTS_SOURCE: partial(_daily_costs_source, client, start, end, COSTS_SOURCE),
         COSTS_PREVIOUS_MONTH: partial(_daily_costs_source, client, previous, start, COSTS_PREVIOUS_MONTH),
         COSTS_BY_PROJECT: partial(_grouped_costs_source, client, start, end, "project_id", COSTS_BY_PROJECT),
-        COSTS_BY_LINE_ITEM: partial(_grouped_costs_source, client, start, end, "line_item", COSTS_BY_LINE_ITEM),
+        COSTS_BY_LINE_ITEM: partial(_line_item_source, client, start, end),
+        COSTS_BY_API_KEY: partial(_key_costs_source, client, start, end),
     }
     for spec in USAGE_SPECS:
         plan[spec.source] = partial(collect_usage, client, spec, start, end)
+    plan[USAGE_ATTRIBUTION] = partial(collect_usage_attribution, client, start, end)
     plan[PROJECTS] = lambda: collect_projects(client)
+    plan[USERS] = lambda: collect_users(client)
     plan[SPEND_LIMIT] = lambda: collect_spend_limit(client, "/organization/spend_limit", "organization", SPEND_LIMIT)
     plan[SPEND_ALERTS] = lambda: collect_spend_alerts(
         client, "/organization/spend_alerts", "organization", SPEND_ALERTS
@@ -915,18 +1290,27 @@ def _project_spend_alerts(client: SourceClient, project_id: str) -> tuple[SpendA
     return collect_spend_alerts(client, path, project_id, PROJECT_SPEND_ALERTS)
 
 
+PER_PROJECT: tuple[tuple[str, Callable[[SourceClient, str], Any], bool], ...] = (
+    (PROJECT_SPEND_LIMITS, _project_spend_limit, False),
+    (PROJECT_SPEND_ALERTS, _project_spend_alerts, False),
+    (PROJECT_RATE_LIMITS, collect_rate_limits, False),
+    (API_KEYS, collect_api_keys, True),
+    (SERVICE_ACCOUNTS, collect_service_accounts, True),
+)
+"""Sources asked once per project: (source, work, whether archived projects are asked too). Limits and
+alerts matter only where spending can happen; the names of keys matter in every project, since a project
+archived this month may have spent through its keys before."""
+
+
 def _per_project(
     pool: ThreadPoolExecutor, client: SourceClient, projects: Iterable[ProjectInfo]
 ) -> dict[str, dict[str, Future[_Outcome]]]:
-    """Submit the spend limit and alerts request of every active project (archived ones cannot spend)."""
-    futures: dict[str, dict[str, Future[_Outcome]]] = {PROJECT_SPEND_LIMITS: {}, PROJECT_SPEND_ALERTS: {}}
+    """Submit every per-project request (`PER_PROJECT`) at once, on the poll's pool."""
+    futures: dict[str, dict[str, Future[_Outcome]]] = {source: {} for source, _, _ in PER_PROJECT}
     for project in projects:
-        if project.status == "archived":
-            continue
-        for source, work in (
-            (PROJECT_SPEND_LIMITS, _project_spend_limit),
-            (PROJECT_SPEND_ALERTS, _project_spend_alerts),
-        ):
+        for source, work, archived_too in PER_PROJECT:
+            if project.status == "archived" and not archived_too:
+                continue
             futures[source][project.id] = pool.submit(_attempt, source, partial(work, client, project.id))
     return futures
 
@@ -960,10 +1344,7 @@ def collect_snapshot(
     if deadline is None:
         deadline = getattr(client, "deadline", None)
     plan = _plan(org, client, poll_time)
-    per_project = {
-        PROJECT_SPEND_LIMITS: _PerProject(PROJECT_SPEND_LIMITS),
-        PROJECT_SPEND_ALERTS: _PerProject(PROJECT_SPEND_ALERTS),
-    }
+    per_project = {source: _PerProject(source) for source, _, _ in PER_PROJECT}
     # Not a `with` block: leaving it would wait for a stuck worker, past the deadline.
     pool = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix=f"poll-{org.id}")
     try:
@@ -1012,7 +1393,8 @@ def _assemble(
     projects: tuple[ProjectInfo, ...] = _value(outcomes, PROJECTS, ())
     names = {p.id: p.name for p in projects}
     by_project: dict[str, Decimal] = _value(outcomes, COSTS_BY_PROJECT, {})
-    by_item: dict[str, Decimal] = _value(outcomes, COSTS_BY_LINE_ITEM, {})
+    by_item: list[CostShare] = _value(outcomes, COSTS_BY_LINE_ITEM, [])
+    by_key: KeyShares = _value(outcomes, COSTS_BY_API_KEY, KeyShares([], []))
     credit_summary, credit_grants = _credits(org, outcomes, poll_time)
     project_alerts: list[tuple[SpendAlertInfo, ...]] = _value(outcomes, PROJECT_SPEND_ALERTS, [])
     failures = [
@@ -1042,12 +1424,9 @@ def _assemble(
             "projects",
             source=COSTS_BY_PROJECT,
         ),
-        costs_by_line_item_usd=cap_shares(
-            [CostShare(key=k, amount_usd=v) for k, v in by_item.items()],
-            BREAKDOWN_CAP,
-            "line items",
-            source=COSTS_BY_LINE_ITEM,
-        ),
+        costs_by_line_item_usd=cap_shares(by_item, BREAKDOWN_CAP, "line items", source=COSTS_BY_LINE_ITEM),
+        costs_by_api_key_usd=cap_daily(_named_keys(by_key.keys, outcomes), BREAKDOWN_CAP, "API keys"),
+        daily_costs_by_project_usd=cap_daily(by_key.projects, BREAKDOWN_CAP, "projects"),
         projects=projects,
         spend_limits=_spend_limits(org, outcomes),
         spend_alerts=(
@@ -1058,11 +1437,80 @@ def _assemble(
         credit_grants=credit_grants,
         subscription=_value(outcomes, SUBSCRIPTION, None),
         usage={spec.name: v for spec in USAGE_SPECS if (v := _value(outcomes, spec.source, None)) is not None},
+        completions_attribution=_attribution(outcomes),
+        rate_limits=_rate_limits(outcomes),
         admin_key_expires_at=_value(outcomes, ADMIN_KEY, None),
         conditions=tuple(sorted({c for o in outcomes.values() for c in o.conditions})),
         failures=tuple(failures),
         sources_ok=tuple(s for s in SOURCE_ORDER if _ok(outcomes, s)),
     )
+
+
+def _rate_limits(outcomes: Mapping[str, _Outcome]) -> tuple[RateLimitInfo, ...]:
+    """The rate limits of the models used this month (`gpt-4.1` covers `gpt-4.1-2025-04-14`), at most
+    `RATE_LIMITS_CAP`, in project order."""
+    summaries: list[UsageSummary | None] = [_value(outcomes, spec.source, None) for spec in USAGE_SPECS]
+    used = {m for s in summaries if s is not None for m in s.by_model if m not in (OTHER_KEY, NONE_KEY)}
+    per_project: list[tuple[RateLimitInfo, ...]] = _value(outcomes, PROJECT_RATE_LIMITS, [])
+    kept = [
+        limit
+        for limits in per_project
+        for limit in limits
+        if any(model == limit.model or model.startswith(f"{limit.model}-") for model in used)
+    ]
+    return tuple(kept[:RATE_LIMITS_CAP])
+
+
+def _attribution(outcomes: Mapping[str, _Outcome]) -> UsageAttribution | None:
+    """The completions attribution with the names of its users, where `/organization/users` knows them."""
+    attribution: UsageAttribution | None = _value(outcomes, USAGE_ATTRIBUTION, None)
+    if attribution is None:
+        return None
+    listed: tuple[tuple[str, str | None], ...] = _value(outcomes, USERS, ())
+    names = {user: name for user, name in listed if name and user in attribution.by_user}
+    return UsageAttribution.model_validate(dict(attribution) | {"user_names": names})
+
+
+def _named_keys(keys: Sequence[ApiKeyCost], outcomes: Mapping[str, _Outcome]) -> list[ApiKeyCost]:
+    """Each key's name, redacted value, owner and project, from whichever name sources answered.
+
+    A key no project lists (deleted since it spent, or its project's list failed) keeps its id and the
+    project its costs were booked to; an owner without a name (a service account named "") is shown by
+    id; a user owner missing from a complete `/organization/users` has left the organization.
+    """
+    key_lists: list[tuple[KeyInfo, ...]] = _value(outcomes, API_KEYS, [])
+    account_lists: list[tuple[tuple[str, str | None], ...]] = _value(outcomes, SERVICE_ACCOUNTS, [])
+    listed_users: tuple[tuple[str, str | None], ...] = _value(outcomes, USERS, ())
+    infos = {k.id: k for keys_of_project in key_lists for k in keys_of_project}
+    accounts = {i: n for listed in account_lists for i, n in listed}
+    users_ok = _ok(outcomes, USERS)
+    users = dict(listed_users)
+    named = []
+    for share in keys:
+        info = infos.get(share.key)
+        if info is None:
+            named.append(share)
+            continue
+        owner_name = info.owner_name
+        if owner_name is None and info.owner_id is not None:
+            owner_name = (accounts if info.owner_type == "service_account" else users).get(info.owner_id)
+        # Validated (not `model_copy`), so the model's scrubbing of names and redacted values applies.
+        named.append(
+            ApiKeyCost.model_validate(
+                dict(share)
+                | {
+                    "name": info.name,
+                    "redacted_value": info.redacted_value,
+                    "project_id": share.project_id or info.project_id,
+                    "owner_type": info.owner_type,
+                    "owner_id": info.owner_id,
+                    "owner_name": owner_name,
+                    "owner_left": users_ok and info.owner_type == "user" and info.owner_id not in users,
+                    "created_at": info.created_at,
+                }
+            )
+        )
+    return named
 
 
 def _spend_limits(org: OrganizationConfig, outcomes: Mapping[str, _Outcome]) -> tuple[SpendLimit, ...]:
@@ -1160,8 +1608,18 @@ def _trimmed(snapshot: Snapshot, cap: int) -> Snapshot:
             by_model=cap_counts(summary.by_model, rank, cap),
             by_project=cap_counts(summary.by_project, rank, cap),
         )
+    attribution = snapshot.completions_attribution
+    if attribution is not None:
+        rank = ATTRIBUTION_SPEC.required[0]
+        attribution = attribution.model_copy(
+            update={
+                name: cap_counts(getattr(attribution, name), rank, cap)
+                for name in ("by_api_key", "by_user", "by_batch", "by_service_tier")
+            }
+        )
     return snapshot.model_copy(
         update={
+            "completions_attribution": attribution,
             "usage": usage,
             "costs_by_project_usd": cap_shares(
                 list(snapshot.costs_by_project_usd), cap, "projects", source=COSTS_BY_PROJECT
@@ -1169,6 +1627,8 @@ def _trimmed(snapshot: Snapshot, cap: int) -> Snapshot:
             "costs_by_line_item_usd": cap_shares(
                 list(snapshot.costs_by_line_item_usd), cap, "line items", source=COSTS_BY_LINE_ITEM
             ),
+            "costs_by_api_key_usd": cap_daily(snapshot.costs_by_api_key_usd, cap, "API keys"),
+            "daily_costs_by_project_usd": cap_daily(snapshot.daily_costs_by_project_usd, cap, "projects"),
         }
     )
 

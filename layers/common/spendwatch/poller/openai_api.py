@@ -92,7 +92,7 @@ MAX_ATTEMPTS = 4
 BACKOFF_BASE_S = 0.5
 BACKOFF_CAP_S = 8.0
 PAGE_CAP = 60
-DEFAULT_POOL_SIZE = 20
+DEFAULT_POOL_SIZE = 24
 KEY_CHECK_PATH = "/organization/projects"
 """The key-wide check after a 401: listing projects is allowed to every admin key, whatever its scopes."""
 _MISSING_SCOPES = re.compile(r"missing scopes?\b:?(.*)", re.IGNORECASE | re.DOTALL)

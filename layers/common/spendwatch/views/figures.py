@@ -62,6 +62,22 @@ def failure_detail(snapshot: Snapshot, source: str) -> str | None:
     return None
 
 
+def api_key_costs(snapshot: Snapshot) -> dict[str, Decimal] | None:
+    """Month to date by API key; unknown (None) when the poll did not read it, snapshots before schema 3
+    included, so a period's growth is never measured against a missing breakdown."""
+    if "costs_by_api_key" not in snapshot.sources_ok:
+        return None
+    return {s.key: s.amount_usd for s in snapshot.costs_by_api_key_usd}
+
+
+def api_key_name(snapshot: Snapshot | None, key: str) -> str:
+    """A key as ranked lists show it: name, redacted value and owner, else its id."""
+    for share in snapshot.costs_by_api_key_usd if snapshot is not None else ():
+        if share.key == key:
+            return share.display()
+    return key
+
+
 def project_costs(snapshot: Snapshot) -> dict[str, Decimal] | None:
     if source_failed(snapshot, "costs_by_project"):
         return None

@@ -14,7 +14,7 @@ Pure: the caller gives each organization's `SnapshotHistory` (the table, or one 
 from __future__ import annotations
 
 import html
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -263,6 +263,86 @@ def _shares(snapshot: Snapshot | None, *, projects: bool) -> str:
     )
 
 
+def _api_keys(snapshot: Snapshot | None) -> str:
+    """Who is spending: each key by name and redacted value (else its id), its owner and project."""
+    keys = snapshot.costs_by_api_key_usd if snapshot else ()
+    total = snapshot.month_to_date_usd if snapshot else None
+    rows = [
+        (
+            k.label(),
+            k.owner_label() or "-",
+            project_name(snapshot, k.project_id) if snapshot and k.project_id else "-",
+            format_usd(k.amount_usd),
+            format_percent(percent_of(k.amount_usd, total)) if total else "-",
+        )
+        for k in keys
+    ]
+    if snapshot is not None and not keys and "costs_by_api_key" not in snapshot.sources_ok:
+        why = _failed(snapshot, "costs_by_api_key") or "Not read by this release's poller (before schema 3)."
+    else:
+        why = _failed(snapshot, "costs_by_api_key") or "None."
+    names = [s for s in ("api_keys", "service_accounts", "users") if snapshot and _failed(snapshot, s)]
+    note = (
+        _note(f"Names not read in the latest poll ({', '.join(names)}): those keys are shown by id.") if names else ""
+    )
+    return (
+        "<h3>Cost by API key, month to date</h3>"
+        + note
+        + _table(("API key", "Owner", "Project", "Cost", "Share"), rows, (3, 4), why)
+    )
+
+
+def _completions_by_who(snapshot: Snapshot | None) -> str:
+    """Completions by user and by API key (tokens and requests), users by name where OpenAI lists them."""
+    heading = "<h3>Completions by user and API key, month to date</h3>"
+    who = snapshot.completions_attribution if snapshot else None
+    if who is None:
+        return heading + f'<p class="muted">{E(_failed(snapshot, "usage_completions_by_key") or "Not read.")}</p>'
+    keys = {k.key: k.label() for k in snapshot.costs_by_api_key_usd} if snapshot else {}
+
+    def rows(breakdown: dict[str, dict[str, int]], name: Callable[[str], str]) -> list[tuple[str, ...]]:
+        ranked = sorted(breakdown.items(), key=lambda kv: -kv[1].get("input_tokens", 0))
+        return [
+            (
+                name(key),
+                f"{counts.get('input_tokens', 0):,}",
+                f"{counts.get('output_tokens', 0):,}",
+                f"{counts.get('num_model_requests', 0):,}",
+            )
+            for key, counts in ranked
+        ]
+
+    columns = ("Input tokens", "Output tokens", "Requests")
+    users = rows(who.by_user, lambda u: who.user_names.get(u, u))
+    by_key = rows(who.by_api_key, lambda k: keys.get(k, k))
+    tiers = rows({**who.by_batch, **{f"tier {t}": c for t, c in who.by_service_tier.items()}}, str)
+    return (
+        heading
+        + _table(("User", *columns), users, (1, 2, 3), "None.")
+        + _table(("API key", *columns), by_key, (1, 2, 3), "None.")
+        + _table(("Batch / service tier", *columns), tiers, (1, 2, 3), "None.")
+    )
+
+
+def _rate_limits(snapshot: Snapshot | None) -> str:
+    """Each active project's rate limits for the models it used this month."""
+    limits = snapshot.rate_limits if snapshot else ()
+    rows = [
+        (
+            project_name(snapshot, r.scope) if snapshot else r.scope,
+            r.model,
+            f"{r.limits.get('max_requests_per_1_minute', 0):,}",
+            f"{r.limits.get('max_tokens_per_1_minute', 0):,}",
+            ", ".join(f"{k} {v:,}" for k, v in sorted(r.limits.items()) if not k.endswith("s_per_1_minute")) or "-",
+        )
+        for r in limits
+    ]
+    why = _failed(snapshot, "project_rate_limits") or "None for the models used this month."
+    return "<h3>Rate limits of the models in use</h3>" + _table(
+        ("Project", "Model", "Requests/min", "Tokens/min", "Other limits"), rows, (2, 3), why
+    )
+
+
 def _limits(snapshot: Snapshot | None, org: OrganizationConfig) -> str:
     rows = [(row.scope, format_usd(row.limit_usd), row.source, row.used) for row in spend_limits(snapshot, org)]
     alerts = [(scope, format_usd(amount)) for scope, amount in spend_alerts(snapshot)]
@@ -323,9 +403,12 @@ def org_section(report: OrgReport, month: str, now: datetime) -> str:
         _images(snapshot),
         _daily_costs(snapshot, month, org),
         _shares(snapshot, projects=True),
+        _api_keys(snapshot),
+        _completions_by_who(snapshot),
         _shares(snapshot, projects=False),
         _usage(snapshot),
         _limits(snapshot, org),
+        _rate_limits(snapshot),
         _health(snapshot, polls, now),
         "</section>",
     ]
