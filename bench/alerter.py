@@ -40,6 +40,7 @@ from spendwatch.devtools.fake_slack import FakeSlack
 from spendwatch.devtools.pipeline import FakeLambdaContext, LocalPipeline
 from spendwatch.devtools.simulated_org import SimulatedOrg
 from spendwatch.devtools.stream import snapshot_inserts
+from spendwatch.poller.collect import attribute_size
 
 ROOT = Path(__file__).resolve().parents[1]
 ADMIN_KEY = "sk-admin-bench-key"
@@ -220,6 +221,25 @@ def bench_latency(pipe: LocalPipeline, slack: FakeSlack, record: dict[str, Any])
     return latencies
 
 
+def item_bytes(item: dict[str, Any]) -> int:
+    """An item's size as DynamoDB bills it: attribute names plus values."""
+    return sum(len(name.encode("utf-8")) + attribute_size(value) for name, value in item.items())
+
+
+def read_costs(record: dict[str, Any]) -> str:
+    """Bytes and read units of the usual history read (one Query of four summaries) and of the old one (the
+    64 newest whole snapshots): a Query bills its items' summed size, rounded up to 4 KB per strongly
+    consistent read unit; an eventually consistent read (the alerter's) costs half."""
+    snapshot = Snapshot.from_item(from_attribute_map(record["dynamodb"]["NewImage"]))
+    summary = item_bytes(SnapshotSummary.of(snapshot).to_item(expires_at=2_000_000_000))
+    whole = item_bytes(snapshot.to_item(expires_at=2_000_000_000))
+    lines = []
+    for what, count, size in (("4 summaries", 4, summary), ("64 whole snapshots", 64, whole)):
+        units = -(-count * size // 4096)
+        lines.append(f"{what}: {count} x {size:,} B = {count * size:,} B, {units} read units ({units / 2:g} eventual)")
+    return "; ".join(lines)
+
+
 def percentile(values: list[float], pct: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, round(pct / 100 * (len(ordered) - 1)))]
@@ -266,6 +286,7 @@ def main() -> None:
     if kind == "DynamoDB Local":
         units = f"{history_units:4.1f} (early in a month {early_units:4.1f}) vs {whole_units:4.1f}"
         print(f"      snapshots-table read units per record   {units}  (eventually consistent)")
+    print(f"      one record's history read, billed      {read_costs(record)}")
     median = statistics.median(latencies) * 1000
     print(f"end to end, snapshot write -> Slack message received ({LATENCY_RUNS} runs, warm):")
     p95 = percentile(latencies, 95) * 1000

@@ -1,13 +1,14 @@
 """Cold start as Lambda runs it: the built artifacts, python3.13, read-only, no bytecode written.
 
-1. Builds the CommonLayer and the three functions with their own Makefiles, as `sam build` does, for
+1. Builds the CommonLayer and the four functions with their own Makefiles, as `sam build` does, for
    x86_64 (bench/lambda_artifacts.py), and prints the layer's size and whether it carries bytecode.
 2. Zips and extracts each artifact read-only; a python3.13 venv with only boto3 plays the runtime.
 3. Init: each handler's import in a fresh `python -I -B` (no bytecode written, only the runtime's
    site-packages plus /var/task and /opt/python), as a ratio to `import boto3` alone in the same run;
    several rounds, medians.
 4. One invocation per handler (the poller's SQS poll of the simulated organization, the alerter's stream
-   record of that snapshot posting to Slack, the watchdog finding it stale) against the local stand-ins
+   record of that snapshot posting to Slack, the watchdog finding it stale, the digest drawing and uploading
+   a daily digest's chart from a month of snapshots) against the local stand-ins
    (moto's server, the OpenAI and Slack stand-ins): init and invocation time, and the peak RSS of the
    process, which is what Lambda reports as "Max Memory Used" and what MemorySize must cover.
 
@@ -335,7 +336,8 @@ def measure_large_poll(python: Path, unpacked: Unpacked) -> Run:
         pipe.configure(
             "organizations:\n  - {id: big, name: Big Org}\n", {"/spendwatch/big/openai-admin-key": ADMIN_KEY}
         )
-        env = invocation_env(pipe, "poller") | {"OPENAI_BASE_URL": openai.base_url}
+        pipe.openai_base_url = openai.base_url  # type: ignore[attr-defined]
+        env = invocation_env(pipe, "poller")
         sqs = json.loads((ROOT / "events" / "sqs_poll_request.json").read_text(encoding="utf-8"))
         sqs["Records"][0]["body"] = json.dumps({"org_id": "big", "poll_time": NOW.strftime("%Y-%m-%dT%H:%M:%SZ")})
         record(run, run_child(python, "invoke", "poller", unpacked, env, event=sqs))
@@ -405,8 +407,11 @@ def describe(artifacts: Artifacts, work: Path) -> None:
     )
     print(f"{pyc} of {sources} modules with cpython-313 bytecode")
     for name, root in artifacts.functions.items():
-        own = tree_size(root)
-        print(f"  {name}: {own / 1e6:.2f} MB unzipped, {(own + layer) / 1e6:.2f} MB with the layer")
+        own, zipped = tree_size(root), zip_size(root, work / f"{name}.zip")
+        print(
+            f"  {name}: {own / 1e6:.2f} MB unzipped, {zipped / 1e6:.2f} MB zipped;"
+            f" {(own + layer) / 1e6:.2f} MB with the layer"
+        )
 
 
 def report(python: Path, builds: dict[str, Unpacked], args: argparse.Namespace) -> None:
