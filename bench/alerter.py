@@ -26,6 +26,9 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import boto3
+from botocore.config import Config
+
 from spendwatch.alerter.app import AlerterApp
 from spendwatch.alerter.decide import should_notify
 from spendwatch.alerter.process import policy_for
@@ -162,7 +165,10 @@ def bench_store(
     def factory(remaining: Callable[[], float]) -> Callable[[str, Any], NullSender]:
         return lambda name, channel: NullSender(name)
 
-    snapshots = history(pipe.tables["SnapshotsTable"]) if history else None
+    # The old whole-snapshot read takes longer than the store's few-second read timeout on a loaded
+    # machine's moto server (its 64 items are ~770 KB): give the comparison a patient client.
+    patient = boto3.client("dynamodb", config=Config(read_timeout=120, retries={"max_attempts": 1}))
+    snapshots = history(pipe.tables["SnapshotsTable"], patient) if history else None
     units = ReadUnits(snapshots._client) if snapshots else None
     app = AlerterApp(
         config=lambda: config,
