@@ -26,6 +26,9 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import boto3
+from botocore.config import Config
+
 from spendwatch.alerter.app import AlerterApp
 from spendwatch.alerter.decide import should_notify
 from spendwatch.alerter.process import policy_for
@@ -40,6 +43,7 @@ from spendwatch.devtools.fake_slack import FakeSlack
 from spendwatch.devtools.pipeline import FakeLambdaContext, LocalPipeline
 from spendwatch.devtools.simulated_org import SimulatedOrg
 from spendwatch.devtools.stream import snapshot_inserts
+from spendwatch.poller.collect import attribute_size
 
 ROOT = Path(__file__).resolve().parents[1]
 ADMIN_KEY = "sk-admin-bench-key"
@@ -161,7 +165,10 @@ def bench_store(
     def factory(remaining: Callable[[], float]) -> Callable[[str, Any], NullSender]:
         return lambda name, channel: NullSender(name)
 
-    snapshots = history(pipe.tables["SnapshotsTable"]) if history else None
+    # The old whole-snapshot read takes longer than the store's few-second read timeout on a loaded
+    # machine's moto server (its 64 items are ~770 KB): give the comparison a patient client.
+    patient = boto3.client("dynamodb", config=Config(read_timeout=120, retries={"max_attempts": 1}))
+    snapshots = history(pipe.tables["SnapshotsTable"], patient) if history else None
     units = ReadUnits(snapshots._client) if snapshots else None
     app = AlerterApp(
         config=lambda: config,
@@ -220,6 +227,25 @@ def bench_latency(pipe: LocalPipeline, slack: FakeSlack, record: dict[str, Any])
     return latencies
 
 
+def item_bytes(item: dict[str, Any]) -> int:
+    """An item's size as DynamoDB bills it: attribute names plus values."""
+    return sum(len(name.encode("utf-8")) + attribute_size(value) for name, value in item.items())
+
+
+def read_costs(record: dict[str, Any]) -> str:
+    """Bytes and read units of the usual history read (one Query of four summaries) and of the old one (the
+    64 newest whole snapshots): a Query bills its items' summed size, rounded up to 4 KB per strongly
+    consistent read unit; an eventually consistent read (the alerter's) costs half."""
+    snapshot = Snapshot.from_item(from_attribute_map(record["dynamodb"]["NewImage"]))
+    summary = item_bytes(SnapshotSummary.of(snapshot).to_item(expires_at=2_000_000_000))
+    whole = item_bytes(snapshot.to_item(expires_at=2_000_000_000))
+    lines = []
+    for what, count, size in (("4 summaries", 4, summary), ("64 whole snapshots", 64, whole)):
+        units = -(-count * size // 4096)
+        lines.append(f"{what}: {count} x {size:,} B = {count * size:,} B, {units} read units ({units / 2:g} eventual)")
+    return "; ".join(lines)
+
+
 def percentile(values: list[float], pct: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, round(pct / 100 * (len(ordered) - 1)))]
@@ -266,6 +292,7 @@ def main() -> None:
     if kind == "DynamoDB Local":
         units = f"{history_units:4.1f} (early in a month {early_units:4.1f}) vs {whole_units:4.1f}"
         print(f"      snapshots-table read units per record   {units}  (eventually consistent)")
+    print(f"      one record's history read, billed      {read_costs(record)}")
     median = statistics.median(latencies) * 1000
     print(f"end to end, snapshot write -> Slack message received ({LATENCY_RUNS} runs, warm):")
     p95 = percentile(latencies, 95) * 1000

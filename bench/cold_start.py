@@ -1,13 +1,14 @@
 """Cold start as Lambda runs it: the built artifacts, python3.13, read-only, no bytecode written.
 
-1. Builds the CommonLayer and the three functions with their own Makefiles, as `sam build` does, for
+1. Builds the CommonLayer and the four functions with their own Makefiles, as `sam build` does, for
    x86_64 (bench/lambda_artifacts.py), and prints the layer's size and whether it carries bytecode.
 2. Zips and extracts each artifact read-only; a python3.13 venv with only boto3 plays the runtime.
 3. Init: each handler's import in a fresh `python -I -B` (no bytecode written, only the runtime's
    site-packages plus /var/task and /opt/python), as a ratio to `import boto3` alone in the same run;
    several rounds, medians.
 4. One invocation per handler (the poller's SQS poll of the simulated organization, the alerter's stream
-   record of that snapshot posting to Slack, the watchdog finding it stale) against the local stand-ins
+   record of that snapshot posting to Slack, the watchdog finding it stale, the digest drawing and uploading
+   a daily digest's chart from a month of snapshots) against the local stand-ins
    (moto's server, the OpenAI and Slack stand-ins): init and invocation time, and the peak RSS of the
    process, which is what Lambda reports as "Max Memory Used" and what MemorySize must cover.
 
@@ -60,6 +61,13 @@ organizations:
   - {id: sim, name: Bench Org, budget: {monthly_usd: 500}, channels: [slack]}
 channels:
   slack: {type: slack}
+"""
+DIGEST_AT = datetime(2026, 11, 21, 8, 30, tzinfo=UTC)
+DIGEST_CONFIG = """
+organizations:
+  - {id: sim, name: Simulated Org, budget: {monthly_usd: 500}, channels: [slack], digests: [{every: day, hour_utc: 8}]}
+channels:
+  slack: {type: slack, channel: C0SIMALERT}
 """
 TEMPLATE_GLOBALS = {
     "POWERTOOLS_SERVICE_NAME": "spendwatch",
@@ -135,7 +143,7 @@ def measure_imports(
 
     Keys are (build, function), with ("", "boto3") for the baseline; values (wall, CPU) seconds per round.
     """
-    keys = [("", "boto3"), *((build, name) for build in builds for name in FUNCTIONS)]
+    keys = [("", "boto3"), *((build, name) for build, unpacked in builds.items() for name in unpacked.tasks)]
     times: dict[tuple[str, str], list[tuple[float, float]]] = {key: [] for key in keys}
     any_build = next(iter(builds.values()))
     for _ in range(rounds):
@@ -249,6 +257,8 @@ def invocation_env(pipe: Any, function: str) -> dict[str, str]:
     extra = {name: os.environ[name] for name in names if os.environ.get(name)}
     if function == "poller":
         extra["OPENAI_BASE_URL"] = pipe.openai_base_url
+    if function == "digest":
+        extra["SLACK_API_BASE_URL"] = pipe.slack.api_base_url
     return lambda_environ(function, extra)
 
 
@@ -275,7 +285,39 @@ def measure_invocations(python: Path, unpacked: Unpacked, runs: int) -> dict[str
                 pipe.slack.wait_for(2, timeout=10)
             except TimeoutError as exc:
                 results["alerter"].errors.append(f"the alert and the stale notice should both reach Slack: {exc}")
+            if "digest" in unpacked.tasks:
+                configure_digest(pipe)
+                invoke("digest", scheduled(DIGEST_AT))
+                try:
+                    pipe.slack.wait_for(1, timeout=10)
+                except TimeoutError as exc:
+                    results["digest"].errors.append(f"the daily digest should reach Slack: {exc}")
+                if not pipe.slack.files:
+                    results["digest"].errors.append("the daily digest should upload its chart picture")
     return results
+
+
+def scheduled(moment: datetime) -> dict[str, Any]:
+    event: dict[str, Any] = json.loads((ROOT / "events" / "schedule.json").read_text(encoding="utf-8"))
+    event["time"] = moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+    return event
+
+
+def configure_digest(pipe: Any) -> None:
+    """A daily digest due at DIGEST_AT, to a Slack channel by bot token so that its chart picture is drawn
+    and uploaded (Pillow loaded: the digest's peak), over a month of stored snapshots at every midnight."""
+    from spendwatch.aws.store import SnapshotStore
+    from spendwatch.devtools.fake_slack import SIM_SLACK_TOKEN
+    from spendwatch.devtools.snapshot_series import SeriesOrg
+
+    pipe.reset()
+    pipe.slack.reset()
+    pipe.configure(DIGEST_CONFIG, {"/spendwatch/slack/bot-token": SIM_SLACK_TOKEN})
+    series, store = SeriesOrg(), SnapshotStore(pipe.tables["SnapshotsTable"])
+    first = DIGEST_AT.replace(day=1, hour=0, minute=0)
+    moments = [first + timedelta(days=i) for i in range((DIGEST_AT - first).days + 1)]
+    for moment in [*moments, DIGEST_AT.replace(minute=0)]:
+        store.put_snapshot(series.snapshot(moment), expires_at=int(DIGEST_AT.timestamp()) + 86400)
 
 
 def measure_large_poll(python: Path, unpacked: Unpacked) -> Run:
@@ -294,7 +336,8 @@ def measure_large_poll(python: Path, unpacked: Unpacked) -> Run:
         pipe.configure(
             "organizations:\n  - {id: big, name: Big Org}\n", {"/spendwatch/big/openai-admin-key": ADMIN_KEY}
         )
-        env = invocation_env(pipe, "poller") | {"OPENAI_BASE_URL": openai.base_url}
+        pipe.openai_base_url = openai.base_url  # type: ignore[attr-defined]
+        env = invocation_env(pipe, "poller")
         sqs = json.loads((ROOT / "events" / "sqs_poll_request.json").read_text(encoding="utf-8"))
         sqs["Records"][0]["body"] = json.dumps({"org_id": "big", "poll_time": NOW.strftime("%Y-%m-%dT%H:%M:%SZ")})
         record(run, run_child(python, "invoke", "poller", unpacked, env, event=sqs))
@@ -364,8 +407,11 @@ def describe(artifacts: Artifacts, work: Path) -> None:
     )
     print(f"{pyc} of {sources} modules with cpython-313 bytecode")
     for name, root in artifacts.functions.items():
-        own = tree_size(root)
-        print(f"  {name}: {own / 1e6:.2f} MB unzipped, {(own + layer) / 1e6:.2f} MB with the layer")
+        own, zipped = tree_size(root), zip_size(root, work / f"{name}.zip")
+        print(
+            f"  {name}: {own / 1e6:.2f} MB unzipped, {zipped / 1e6:.2f} MB zipped;"
+            f" {(own + layer) / 1e6:.2f} MB with the layer"
+        )
 
 
 def report(python: Path, builds: dict[str, Unpacked], args: argparse.Namespace) -> None:

@@ -25,6 +25,17 @@ DASHBOARD_USD = Decimal("3.00")  # beyond the account's first three
 SQS_PER_MILLION_USD = Decimal("0.40")
 IDLE_POLLERS = 5  # Lambda's long-polling connections to an idle SQS queue (AWS does not publish the number)
 LONG_POLLS_A_MONTH = IDLE_POLLERS * 3 * 60 * 24 * 30  # one 20-second ReceiveMessage after another
+LAMBDA_GB_SECOND_USD = Decimal("0.0000133334")  # arm64
+LAMBDA_REQUESTS_USD = Decimal("0.20")  # per million
+# Invocations a month and the billed seconds each is assumed to take (hourly schedules; the poller's schedule
+# invocation only queues the organization's poll, so the poller has two requests per poll).
+LAMBDA_RUNS = (
+    ("PollerFunction", "polls", 720, Decimal(5)),
+    ("AlerterFunction", "alerter runs", 720, Decimal(1)),
+    ("WatchdogFunction", "watchdog runs", 720, Decimal("0.5")),
+    ("DigestFunction", "digest runs", 720, Decimal("0.3")),
+)
+LAMBDA_REQUESTS = 3600
 
 
 @dataclass(frozen=True)
@@ -67,6 +78,31 @@ def emitted_metrics() -> tuple[list[str], list[str]]:
     return sorted(steady), sorted(per_reason)
 
 
+def memory_mb(template: dict[str, Any]) -> dict[str, int]:
+    """Each function's MemorySize as the translated template sets it (Globals applied)."""
+    return {
+        name: int(r["Properties"]["MemorySize"])
+        for name, r in template["Resources"].items()
+        if r["Type"] == "AWS::Lambda::Function"
+    }
+
+
+def lambda_row(template: dict[str, Any]) -> Row:
+    """GB-seconds from each function's own MemorySize: Lambda bills memory x billed duration."""
+    memory = memory_mb(template)
+    gb_seconds = sum(
+        (count * seconds * Decimal(memory[name]) / 1024 for name, _, count, seconds in LAMBDA_RUNS), Decimal(0)
+    )
+    runs = " + ".join(
+        f"{count} {what} × ~{seconds} s at {memory[name]} MB" for name, what, count, seconds in LAMBDA_RUNS
+    )
+    return Row(
+        "Lambda (arm64)",
+        f"{runs} ≈ {gb_seconds:,.0f} GB-s at $0.0000133; ~{LAMBDA_REQUESTS:,} requests",
+        gb_seconds * LAMBDA_GB_SECOND_USD + LAMBDA_REQUESTS * LAMBDA_REQUESTS_USD / 1_000_000,
+    )
+
+
 def cost_rows(template: dict[str, Any]) -> list[Row]:
     alarm_names = alarms(template)
     steady, per_reason = emitted_metrics()
@@ -99,12 +135,7 @@ def cost_rows(template: dict[str, Any]) -> list[Row]:
             "poller count)",
             polls * SQS_PER_MILLION_USD / 1_000_000,
         ),
-        Row(
-            "Lambda (arm64, 256 MB)",
-            "720 polls × ~5 s + 720 alerter runs × ~1 s + 720 watchdog runs × ~0.5 s + 720 digest runs × ~0.3 s "
-            "≈ 1,260 GB-s at $0.0000133; ~3,600 requests",
-            Decimal("0.02"),
-        ),
+        lambda_row(template),
         Row(
             "DynamoDB on-demand",
             "≤ 10 KB snapshots: ~7,200 write units + reads and alert state; ~25 MB stored, PITR on it; stream "

@@ -2,10 +2,22 @@
 
 from __future__ import annotations
 
+import copy
 import re
+from decimal import Decimal
 from typing import Any
 
-from .cost_model import REPO, alarms, cost_rows, emitted_metrics, money, render_table, total
+from .cost_model import (
+    LAMBDA_GB_SECOND_USD,
+    REPO,
+    alarms,
+    cost_rows,
+    emitted_metrics,
+    lambda_row,
+    money,
+    render_table,
+    total,
+)
 
 DEPLOY_DOC = REPO / "docs" / "deploy.md"
 START, END = "<!-- cost table: python -m tests.infra.cost_model -->\n", "\n<!-- end of cost table -->"
@@ -28,3 +40,14 @@ def test_cost_counts_match_the_alarm_table_and_the_readme(translated: dict[str, 
     readme = (REPO / "README.md").read_text(encoding="utf-8")
     assert f"about ${money(total(cost_rows(translated)))} a month" in readme
     assert "cents a month" not in readme
+
+
+def test_cost_lambda_row_bills_each_functions_own_memory_size(translated: dict[str, Any]) -> None:
+    base = lambda_row(translated)
+    larger = copy.deepcopy(translated)
+    larger["Resources"]["PollerFunction"]["Properties"]["MemorySize"] = 512
+    row = lambda_row(larger)
+    # 720 polls x 5 s x 256 MB more, at the arm64 price per GB-second; the other functions unchanged.
+    assert row.usd - base.usd == 720 * 5 * Decimal(256) / 1024 * LAMBDA_GB_SECOND_USD
+    assert "720 polls \N{MULTIPLICATION SIGN} ~5 s at 512 MB" in row.assumption
+    assert "720 polls \N{MULTIPLICATION SIGN} ~5 s at 512 MB" not in base.assumption

@@ -145,6 +145,11 @@ def test_parameters_default_config_lives_under_ssm_prefix(raw_template: dict[str
     assert params["ConfigParameterName"]["Default"].startswith(f"/{prefix}/")
 
 
+# From each function's measured peak RSS (bench/cold_start.py, docs/performance.md "Memory"); the cost table
+# in docs/deploy.md is computed from these (tests/infra/cost_model.py).
+MEMORY_MB = {"PollerFunction": 256, "AlerterFunction": 128, "WatchdogFunction": 128, "DigestFunction": 256}
+
+
 def test_functions_share_runtime_arch_tracing_and_powertools_env(translated: dict[str, Any]) -> None:
     functions = resources_of_type(translated, "AWS::Lambda::Function")
     assert set(functions) == {"PollerFunction", "AlerterFunction", "WatchdogFunction", "DigestFunction"}
@@ -153,7 +158,7 @@ def test_functions_share_runtime_arch_tracing_and_powertools_env(translated: dic
         assert p["Runtime"] == "python3.13", name
         assert p["Architectures"] == ["arm64"], name
         assert p["TracingConfig"] == {"Mode": "Active"}, name
-        assert p["MemorySize"] == 256, name
+        assert p["MemorySize"] == MEMORY_MB[name], name
         assert 0 < p["Timeout"] <= 900, name
         assert p["Handler"] == "handler.lambda_handler", name
         env = p["Environment"]["Variables"]
