@@ -49,7 +49,7 @@ def snapshot(
         month_to_date_usd=Decimal("12.5") if "costs" in ok else None,
         daily_costs_usd=tuple(DailyCost(day=d, amount_usd=Decimal("10")) for d in days),
         failures=tuple(SourceFailure(source=s, kind="unavailable", detail="HTTP 502") for s in failed),
-        sources_ok=ok,
+        sources_ok=tuple(s for s in ok if s not in failed),  # a source that failed did not answer
         **extra,
     )
 
