@@ -23,7 +23,7 @@ from spendwatch.channels.pagerduty import PagerDutySender
 from spendwatch.channels.teams import TeamsSender
 from spendwatch.channels.webhook import WebhookSender
 from spendwatch.cli.main import main
-from spendwatch.core.alerts import Reason
+from spendwatch.core.alerts import Alert, Observation, Reason
 from spendwatch.core.config import parse_config
 from spendwatch.core.errors import DeliveryError, DeliveryUnknownError
 from spendwatch.devtools.fake_openai import FakeOpenAI
@@ -151,11 +151,38 @@ def test_pagerduty_429_is_retried_after_its_pause(pagerduty: FakePagerDuty) -> N
     assert sender.attempts == 2 and len(pagerduty.events) == 1
 
 
-def test_pagerduty_connection_dropped_after_taking_the_event_is_unknown(pagerduty: FakePagerDuty) -> None:
+def test_pagerduty_an_unanswered_event_is_retried_and_the_events_after_it_still_go_out(
+    pagerduty: FakePagerDuty,
+) -> None:
     pagerduty.drop_connection(1, taken=True)
-    with pytest.raises(DeliveryUnknownError):
-        pd_sender(pagerduty).send(message(budget(None)))
-    assert len(pagerduty.events) == 1
+    hard_limit = Alert(
+        Observation(
+            "hard_limit",
+            "hard_limit#org#2026-11",
+            Decimal(100),
+            "Hard limit",
+            {
+                "spent_usd": Decimal(1000),
+                "limit_usd": Decimal(1000),
+                "percent": Decimal(100),
+                "period": "2026-11",
+                "limit_source": "config",
+                "scope": "organization",
+                "scope_name": "Acme",
+            },
+            labels=((Decimal(100), "100%"),),
+        ),
+        Reason.FIRST_CROSSING,
+        Decimal(100),
+    )
+    sender = pd_sender(pagerduty)
+    with pytest.raises(DeliveryError) as caught:
+        sender.send(message(budget(Decimal(100)), hard_limit))
+    # Idempotent by dedup_key: retried with the record, not left to the hour-long unconfirmed re-send.
+    assert caught.value.retryable and not isinstance(caught.value, DeliveryUnknownError)
+    assert [e["payload"]["severity"] for e in pagerduty.events] == ["error", "critical"], "the page went out"
+    sender.send(message(budget(Decimal(100)), hard_limit))  # the record's retry
+    assert len(pagerduty.incidents) == 2 and all(i.status == "triggered" for i in pagerduty.incidents.values())
 
 
 def test_pagerduty_through_the_alerter_opens_and_closes_with_routing_and_no_duplicates(

@@ -185,3 +185,32 @@ def test_sns_subject_is_ascii_one_line_under_100_whatever_the_name(name: str) ->
     subject = sns_publish_request(message(budget(Decimal(100)), org_name=name), now=NOW)["Subject"]
     assert subject.isascii() and len(subject) < 100 and "\n" not in subject and subject == subject.strip()
     assert subject and all(ch.isprintable() for ch in subject)
+
+
+def test_pagerduty_a_rule_whose_keys_never_clear_pages_and_closes_at_once() -> None:
+    spike = Alert(
+        Observation(
+            "spike",
+            "spike#org#2026-11-21",
+            Decimal(3),
+            "Spend spike",
+            {
+                "day": "2026-11-21",
+                "amount_usd": Decimal(90),
+                "baseline_usd": Decimal(10),
+                "factor": Decimal(3),
+                "ratio": Decimal(9),
+                "baseline_days": Decimal(20),
+                "partial": "no",
+                "scope": "organization",
+                "scope_name": "Acme",
+            },
+        ),
+        Reason.FIRST_CROSSING,
+        Decimal(3),
+    )
+    trigger, resolve = pagerduty_events(message(spike), now=NOW)
+    assert (trigger["event_action"], resolve["event_action"]) == ("trigger", "resolve")
+    assert trigger["dedup_key"] == resolve["dedup_key"]
+    [budget_trigger] = pagerduty_events(message(budget(Decimal(100))), now=NOW)
+    assert budget_trigger["event_action"] == "trigger", "a budget stays open until it resolves"

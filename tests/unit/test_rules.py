@@ -684,3 +684,15 @@ def test_monitor_health_a_streak_counts_real_failures_not_earlier_skipped_row_no
     summaries = [SnapshotSummary.of(s).as_history() for s in earlier]
     assert all(s.failing == () for s in summaries)
     assert "health.source#costs" not in levels(monitor_health(current, three, summaries, now=WHEN))
+
+
+@pytest.mark.parametrize(
+    "days",
+    [
+        {**dict.fromkeys(range(1, 20), "0"), 20: "40", 21: "0"},  # a new key: nothing, then its first day
+        {**{d: ("25" if d % 7 == 0 else "0") for d in range(1, 20)}, 20: "0", 21: "40"},  # used weekly
+    ],
+)
+def test_spend_spike_needs_a_baseline_of_days_that_spent(days: dict[int, str]) -> None:
+    snapshot = snap(days=days)
+    assert spend_spike(snapshot, CONFIG.organization("acme"), daily_series(snapshot)) == []

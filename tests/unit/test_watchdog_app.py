@@ -128,3 +128,24 @@ def test_watchdog_stale_then_fresh_opens_and_closes_one_pagerduty_incident() -> 
     stale, fresh = (pagerduty_events(m, now=NOW) for m in recorder.sent)
     assert [e["event_action"] for e in stale + fresh] == ["trigger", "resolve"]
     assert stale[0]["dedup_key"] == fresh[0]["dedup_key"] == "spendwatch:notice:stale:health.stale#org#pd"
+
+
+def test_watchdog_closes_the_pagerduty_incident_even_when_health_sends_no_resolves() -> None:
+    from spendwatch.channels.pagerduty import pagerduty_events
+
+    config = parse_config(
+        "organizations:\n  - {id: stale, name: Stale, channels: [pd], rules: {health: {send_resolved: false}}}\n"
+        "channels: {pd: {type: pagerduty}}\n",
+        "t.yaml",
+    )
+    recorder, snapshots = Recorder(), MovingSnapshots()
+    app = WatchdogApp(
+        config=lambda: config,
+        snapshots=snapshots,
+        states=MemoryStates(),
+        sender_for=lambda remaining: lambda name, channel: recorder,  # type: ignore[arg-type,return-value]
+    )
+    app.run(NOW)
+    snapshots.age = timedelta(minutes=5)
+    app.run(NOW + timedelta(hours=1))
+    assert [e["event_action"] for m in recorder.sent for e in pagerduty_events(m, now=NOW)] == ["trigger", "resolve"]

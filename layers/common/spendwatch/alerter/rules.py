@@ -541,9 +541,11 @@ def _spikes(
 ) -> list[Observation]:
     today = snapshot.poll_time.date()
     baseline_values = settled_days(snapshot, series, today, settings.baseline_days)
-    if len(baseline_values) < MIN_BASELINE_DAYS:
-        return []
+    if len(baseline_values) < MIN_BASELINE_DAYS or sum(1 for v in baseline_values if v > 0) < MIN_BASELINE_DAYS:
+        return []  # too few days, or too few with any spend (a new or weekly-used key): no baseline to beat
     baseline = Decimal(median(baseline_values))
+    if baseline <= 0:
+        return []  # most settled days spent nothing: any spend would be "a spike" against zero
     threshold = settings.factor * baseline
     margin = _margin(settings.resolve_margin_percent)
     observations = []

@@ -13,7 +13,10 @@ Events are idempotent by `dedup_key` (a second trigger of an open incident adds 
 closed one is a no-op), so re-sending a message after a partial failure cannot open a second incident.
 The routing key is a secret (SSM or the environment), added to each event after the payload is scrubbed.
 Answers: 202 `{"status": "success"}` delivered; 400 an invalid event (a bug, permanent, `invalid_event`);
-429 rate limited (retried after a pause within the time left); 5xx retried; 504 or no answer unknown.
+429 rate limited (retried after a pause within the time left); 5xx retried; 504 or no answer is an
+unknown outcome, which for PagerDuty alone is retried with the record (a repeated event is deduplicated).
+Rules whose keys are never observed clearing (`MOMENTARY_RULES`) send their trigger and its resolve
+together, so no incident stays open for good.
 """
 
 from __future__ import annotations
@@ -37,8 +40,8 @@ from spendwatch.channels.base import (
     http_verdict,
 )
 from spendwatch.channels.webhook import json_value
-from spendwatch.core.alerts import RULE_SECTION, SEVERITIES, Message, Reason, Severity, severity_of
-from spendwatch.core.errors import DeliveryError
+from spendwatch.core.alerts import RULE_SECTION, SEVERITIES, Alert, Message, Reason, Severity, severity_of
+from spendwatch.core.errors import DeliveryError, DeliveryUnknownError
 from spendwatch.core.redact import scrub_data
 from spendwatch.core.text import neutralize
 
@@ -66,6 +69,44 @@ def summary(text: str) -> str:
     return line if len(line) <= SUMMARY_LIMIT else line[: SUMMARY_LIMIT - 1] + "…"
 
 
+MOMENTARY_RULES = frozenset({"spike", "first_spend", "grant.expiry"})
+"""Rules whose alert keys are never observed clearing: PagerDuty gets a trigger and its resolve together."""
+
+
+def _trigger(
+    alert: Alert,
+    key: str,
+    *,
+    severity: Severity,
+    org_id: str,
+    org_name: str,
+    descriptions: dict[str, str],
+    timestamp: str,
+) -> dict[str, Any]:
+    obs = alert.observation
+    return {
+        "event_action": "trigger",
+        "dedup_key": key,
+        "payload": {
+            "summary": summary(f"{neutralize(org_name)}: {descriptions.get(obs.key, obs.summary)}"),
+            "source": f"spendwatch/{org_id}",
+            "severity": severity,
+            "timestamp": timestamp,
+            "component": "openai-spend",
+            "group": RULE_SECTION.get(obs.rule_id, obs.rule_id),
+            "class": obs.rule_id,
+            "custom_details": {
+                "alert_key": obs.key,
+                "reason": alert.reason.value,
+                "level": json_value(alert.level),
+                **{name: json_value(value) for name, value in sorted(obs.facts.items())},
+            },
+        },
+        "links": [{"href": USAGE_URL, "text": "OpenAI usage"}],
+        "client": "spendwatch",
+    }
+
+
 def pagerduty_events(message: Message, *, min_severity: Severity = "info", now: datetime) -> list[dict[str, Any]]:
     """The Events v2 events of one message, without the routing key."""
     content = message.content
@@ -83,28 +124,32 @@ def pagerduty_events(message: Message, *, min_severity: Severity = "info", now: 
         if alert.reason is Reason.RESOLVED and not still_firing:
             events.append({"event_action": "resolve", "dedup_key": key})
             continue
+        if obs.rule_id in MOMENTARY_RULES:
+            # Their keys stop being observed instead of clearing (a day's spike, a key's first spend, a
+            # grant that expired): page once and close at once, or the incident would stay open for good.
+            events += [
+                _trigger(
+                    alert,
+                    key,
+                    severity=severity,
+                    org_id=org_id,
+                    org_name=org_name,
+                    descriptions=descriptions,
+                    timestamp=timestamp,
+                )
+            ]
+            events.append({"event_action": "resolve", "dedup_key": key})
+            continue
         events.append(
-            {
-                "event_action": "trigger",
-                "dedup_key": key,
-                "payload": {
-                    "summary": summary(f"{neutralize(org_name)}: {descriptions.get(obs.key, obs.summary)}"),
-                    "source": f"spendwatch/{org_id}",
-                    "severity": severity,
-                    "timestamp": timestamp,
-                    "component": "openai-spend",
-                    "group": RULE_SECTION.get(obs.rule_id, obs.rule_id),
-                    "class": obs.rule_id,
-                    "custom_details": {
-                        "alert_key": obs.key,
-                        "reason": alert.reason.value,
-                        "level": json_value(alert.level),
-                        **{name: json_value(value) for name, value in sorted(obs.facts.items())},
-                    },
-                },
-                "links": [{"href": USAGE_URL, "text": "OpenAI usage"}],
-                "client": "spendwatch",
-            }
+            _trigger(
+                alert,
+                key,
+                severity=severity,
+                org_id=org_id,
+                org_name=org_name,
+                descriptions=descriptions,
+                timestamp=timestamp,
+            )
         )
     if not message.alerts:
         title = message.raw_title or message.title
@@ -152,8 +197,10 @@ def pagerduty_verdict(answer: HttpAnswer) -> Verdict:
 
 
 class PagerDutySender:
-    """Sends each event of a message to Events v2 (paced per routing key), in order; the first failure stops
-    the message (what went out is idempotent by `dedup_key`, so the retry of the record repeats it safely)."""
+    """Sends each event of a message to Events v2 (paced per routing key), in order, every one even after a
+    failure, then fails the message if any event failed. Events are idempotent by `dedup_key`, so an
+    unanswered event is retried with the record (never left to the one-hour unconfirmed re-send) and
+    the events that went out are repeated safely."""
 
     kind = "pagerduty"
 
@@ -208,6 +255,7 @@ class PagerDutySender:
         events = scrub_data(pagerduty_events(message, min_severity=self._min_severity, now=now))
         self.attempts = 0
         pace_key = ""
+        failures: list[DeliveryError] = []
         for event in events:
 
             def build(force: bool, event: dict[str, Any] = event) -> HttpRequest:
@@ -216,16 +264,34 @@ class PagerDutySender:
 
             if not pace_key:
                 pace_key = destination_key(self._read_key(False))
-            self.attempts += deliver_http(
-                self.name,
-                "PagerDuty",
-                build,
-                classify=pagerduty_verdict,
-                remaining_s=self._remaining_s,
-                sleep=self._sleep,
-                pacer=self._pacer,
-                pace_key=pace_key,
-                max_attempts=self._max_attempts,
-                timeout_s=self._timeout_s,
-                connect_timeout_s=self._connect_timeout_s,
-            )
+            try:
+                self.attempts += self._deliver(build, pace_key)
+            except DeliveryUnknownError as exc:
+                # Idempotent by dedup_key: a retry cannot open a second incident, so an unanswered event is
+                # retried with the record, and the events after it are still sent now (a critical page
+                # must not wait behind an unanswered one).
+                failures.append(
+                    DeliveryError(
+                        self.name, f"{exc.detail} (retried: events are idempotent)", retryable=True, reason=exc.reason
+                    )
+                )
+            except DeliveryError as exc:
+                failures.append(exc)
+        if failures:
+            retryable = [f for f in failures if f.retryable]
+            raise (retryable or failures)[0]
+
+    def _deliver(self, build: Callable[[bool], HttpRequest], pace_key: str) -> int:
+        return deliver_http(
+            self.name,
+            "PagerDuty",
+            build,
+            classify=pagerduty_verdict,
+            remaining_s=self._remaining_s,
+            sleep=self._sleep,
+            pacer=self._pacer,
+            pace_key=pace_key,
+            max_attempts=self._max_attempts,
+            timeout_s=self._timeout_s,
+            connect_timeout_s=self._connect_timeout_s,
+        )

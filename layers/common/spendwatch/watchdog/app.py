@@ -168,7 +168,9 @@ class WatchdogApp:
                 org, newest, reference, now, limit, mention=getattr(channel_config, "mention", None), key=key
             )
             # Without send_resolved the episode still ends in the log, silently.
-            quiet = not result.stale and not health.send_resolved
+            # A channel's own send_resolved (PagerDuty's is on by default) wins, as in the alerter.
+            own = getattr(channel_config, "send_resolved", None)
+            quiet = not result.stale and not (health.send_resolved if own is None else own)
 
             def send(channel: str = channel, message: Any = message, quiet: bool = quiet) -> None:
                 if not quiet:
