@@ -28,7 +28,7 @@ _EnvT = TypeVar("_EnvT", bound="_Env")
 
 
 class _Env(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="ignore", defer_build=True)  # built on first use
+    model_config = ConfigDict(frozen=True, extra="ignore")  # not defer_build: see core/snapshot.py
 
     @classmethod
     def from_environ(cls: type[_EnvT], environ: Mapping[str, str] | None = None) -> _EnvT:

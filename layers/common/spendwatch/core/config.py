@@ -235,9 +235,8 @@ def _plain_number(value: Decimal) -> str:
 
 
 class _Model(BaseModel):
-    # defer_build: each model's validator is built when first used, not at import; validating the whole
-    # config builds one validator for it instead of one per nested model too (docs/performance.md).
-    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
+    # Not defer_build: deferred validators crashed python3.13 (see core/snapshot.py's _Model).
+    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 class SecretRef(_Model):

@@ -78,9 +78,10 @@ UtcTime = Annotated[datetime, BeforeValidator(_utc)]
 
 
 class _Model(BaseModel):
-    # defer_build: validators are built when first used, not at import, and only for the models validated
-    # directly (Snapshot, the summary), not once more for every nested model (docs/performance.md).
-    model_config = ConfigDict(frozen=True, extra="ignore", defer_build=True)
+    # Not defer_build: on python3.13 (the Lambda runtime) building Snapshot's deferred validator on first
+    # use crashed the interpreter (a segmentation fault in model_rebuild, tests/unit/test_chart.py on
+    # 3.13.0); validators are built at import, as pydantic does by default.
+    model_config = ConfigDict(frozen=True, extra="ignore")
 
 
 NOTE_KINDS = frozenset({"skipped_rows"})
