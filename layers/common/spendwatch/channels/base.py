@@ -359,3 +359,19 @@ def deliver_http(
             )
         sleep(wait)
         request = build(False)
+
+
+def read_channel_secret(channel: str, what: str, reader: Callable[[bool], str | None], force: bool) -> str:
+    """A channel's secret (`what`, e.g. "PagerDuty routing key") from `reader`: a failure to read it is a
+    retryable `secret_unavailable`, a secret that is not stored a permanent `not_configured`."""
+    try:
+        value = reader(force)
+    except DeliveryError:
+        raise
+    except Exception as exc:
+        raise DeliveryError(
+            channel, f"cannot read the {what} ({type(exc).__name__})", retryable=True, reason="secret_unavailable"
+        ) from None
+    if not value:
+        raise DeliveryError(channel, f"no {what} is stored", retryable=False, reason="not_configured")
+    return value

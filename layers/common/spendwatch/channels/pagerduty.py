@@ -38,6 +38,7 @@ from spendwatch.channels.base import (
     deliver_http,
     destination_key,
     http_verdict,
+    read_channel_secret,
 )
 from spendwatch.channels.webhook import json_value
 from spendwatch.core.alerts import RULE_SECTION, SEVERITIES, Alert, Message, Reason, Severity, severity_of
@@ -233,22 +234,7 @@ class PagerDutySender:
         self.attempts = 0
 
     def _read_key(self, force: bool) -> str:
-        try:
-            key = self._routing_key(force)
-        except DeliveryError:
-            raise
-        except Exception as exc:
-            raise DeliveryError(
-                self.name,
-                f"cannot read the PagerDuty routing key ({type(exc).__name__})",
-                retryable=True,
-                reason="secret_unavailable",
-            ) from None
-        if not key:
-            raise DeliveryError(
-                self.name, "no PagerDuty routing key is stored", retryable=False, reason="not_configured"
-            )
-        return key
+        return read_channel_secret(self.name, "PagerDuty routing key", self._routing_key, force)
 
     def send(self, message: Message) -> None:
         now = datetime.fromtimestamp(self._clock(), UTC)

@@ -32,9 +32,9 @@ from spendwatch.channels.base import (
     deliver_http,
     destination_key,
     http_verdict,
+    read_channel_secret,
 )
 from spendwatch.core.alerts import Message
-from spendwatch.core.errors import DeliveryError
 from spendwatch.core.redact import scrub_data
 from spendwatch.core.text import neutralize, truncate
 
@@ -140,20 +140,7 @@ class TeamsSender:
         self.attempts = 0
 
     def _read_url(self, force: bool) -> str:
-        try:
-            url = self._url(force)
-        except DeliveryError:
-            raise
-        except Exception as exc:
-            raise DeliveryError(
-                self.name,
-                f"cannot read the Teams webhook URL ({type(exc).__name__})",
-                retryable=True,
-                reason="secret_unavailable",
-            ) from None
-        if not url:
-            raise DeliveryError(self.name, "no Teams webhook URL is stored", retryable=False, reason="not_configured")
-        return url
+        return read_channel_secret(self.name, "Teams webhook URL", self._url, force)
 
     def send(self, message: Message) -> None:
         body = json.dumps(scrub_data(teams_payload(message)), ensure_ascii=True).encode()

@@ -32,9 +32,9 @@ from spendwatch.channels.base import (
     Pacer,
     deliver_http,
     destination_key,
+    read_channel_secret,
 )
 from spendwatch.core.alerts import RULE_SECTION, Message, Reason, severity_of
-from spendwatch.core.errors import DeliveryError
 from spendwatch.core.redact import scrub_data
 from spendwatch.core.text import neutralize
 
@@ -181,22 +181,7 @@ class WebhookSender:
         self.attempts = 0
 
     def _read_secret(self, force: bool) -> str:
-        try:
-            secret = self._secret(force)
-        except DeliveryError:
-            raise
-        except Exception as exc:
-            raise DeliveryError(
-                self.name,
-                f"cannot read the webhook signing secret ({type(exc).__name__})",
-                retryable=True,
-                reason="secret_unavailable",
-            ) from None
-        if not secret:
-            raise DeliveryError(
-                self.name, "no webhook signing secret is stored", retryable=False, reason="not_configured"
-            )
-        return secret
+        return read_channel_secret(self.name, "webhook signing secret", self._secret, force)
 
     def send(self, message: Message) -> None:
         now = self._clock()
