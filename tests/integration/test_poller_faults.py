@@ -322,7 +322,9 @@ def test_poll_project_pages_without_last_id_are_followed_by_the_last_items_id() 
     org = SimulatedOrg.generate(POLL_TIME, project_count=205, line_items_per_project=1)
     with FakeOpenAI(org, admin_key=ADMIN_KEY, session_key=SESSION_KEY) as server:
         server.rewrite("/v1/organization/projects", lambda page: page.pop("last_id", None), times=None)
-        snapshot, _ = poll(sim_client(server))
+        # ~5 requests per project since the API-key attribution: time enough on a loaded machine, as the
+        # test is about the paging, not the deadline.
+        snapshot, _ = poll(sim_client(server, poll_s=60.0))
         afters = [r.query.get("after") for r in server.requests_log if r.path == "/v1/organization/projects"]
     assert snapshot.failures == ()
     assert len(snapshot.projects) == 205
