@@ -1,6 +1,6 @@
 """Wiring for the deployed functions: environment models and the config source (channels: spendwatch.channels.factory).
 
-Environment variables are read here and nowhere else, into Pydantic models validated at cold start so a
+Environment variables are read here and nowhere else, into typed models validated at cold start so a
 missing variable is named instead of surfacing as a `KeyError` mid-invocation.
 """
 
@@ -12,11 +12,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
-
 from spendwatch.core.alerts import RESEND_AFTER_S
 from spendwatch.core.config import SpendwatchConfig, parse_config
 from spendwatch.core.errors import ConfigError, EnvironmentConfigError
+from spendwatch.core.model import BaseModel, ConfigDict, Field, ValidationError
 
 CONFIG_CACHE_SECONDS = 60
 BUNDLED_CONFIG_PATH = Path(__file__).resolve().parent.parent / "bundled_config.json"
@@ -28,7 +27,7 @@ _EnvT = TypeVar("_EnvT", bound="_Env")
 
 
 class _Env(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="ignore")  # not defer_build: see core/snapshot.py
+    model_config = ConfigDict(frozen=True, extra="ignore")
 
     @classmethod
     def from_environ(cls: type[_EnvT], environ: Mapping[str, str] | None = None) -> _EnvT:

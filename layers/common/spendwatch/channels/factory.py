@@ -10,8 +10,6 @@ import os
 from collections.abc import Callable, Mapping
 from typing import Annotated
 
-from pydantic import Field
-
 from spendwatch.aws.runtime import _Env
 from spendwatch.aws.secrets import SecretSource
 from spendwatch.channels.base import DEFAULT_CONNECT_TIMEOUT_S, DEFAULT_TIMEOUT_S, Pacer, Sender
@@ -33,6 +31,7 @@ from spendwatch.core.config import (
     WebhookChannelConfig,
 )
 from spendwatch.core.errors import DeliveryError
+from spendwatch.core.model import Field
 
 _Seconds = Annotated[float, Field(gt=0, le=60)]
 

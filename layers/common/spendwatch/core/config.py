@@ -23,21 +23,6 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
-from pydantic import (
-    AfterValidator,
-    BaseModel,
-    BeforeValidator,
-    ConfigDict,
-    Field,
-    PlainSerializer,
-    StrictBool,
-    ValidationError,
-    WithJsonSchema,
-    field_validator,
-    model_validator,
-)
-from pydantic.json_schema import GenerateJsonSchema
-
 from spendwatch.core.alerts import SEVERITIES, Severity
 from spendwatch.core.config_input import (
     MAX_CONFIG_BYTES,
@@ -50,6 +35,19 @@ from spendwatch.core.config_input import (
     shape_problems,
 )
 from spendwatch.core.errors import ConfigError, SpendwatchError
+from spendwatch.core.model import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    StrictBool,
+    ValidationError,
+    WithJsonSchema,
+    field_validator,
+    model_validator,
+)
 from spendwatch.core.numbers import dynamodb_misfit, dynamodb_number
 
 DEFAULT_CONFIG_PATH = Path("config/spendwatch.yaml")
@@ -235,7 +233,6 @@ def _plain_number(value: Decimal) -> str:
 
 
 class _Model(BaseModel):
-    # Not defer_build: deferred validators crashed python3.13 (see core/snapshot.py's _Model).
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
@@ -1055,21 +1052,26 @@ def load_config_file(path: Path) -> SpendwatchConfig:
     return validate_document(read_config_file(path))
 
 
-class _SchemaGenerator(GenerateJsonSchema):
-    def encode_default(self, dft: Any) -> Any:
-        # Defaults as a user writes them: `6h` rather than pydantic's ISO `PT6H`, `50` rather than "50".
-        if isinstance(dft, timedelta):
-            return _format_duration(dft)
-        if isinstance(dft, Decimal):
-            return int(dft) if dft == dft.to_integral_value() else float(dft)
-        if isinstance(dft, tuple) and all(isinstance(v, Decimal) for v in dft):
-            return [self.encode_default(v) for v in dft]
-        return super().encode_default(dft)
+def _encode_default(value: Any) -> Any:
+    """A default as a user writes it: `6h` rather than an ISO duration, `50` rather than "50"."""
+    if isinstance(value, timedelta):
+        return _format_duration(value)
+    if isinstance(value, Decimal):
+        return int(value) if value == value.to_integral_value() else float(value)
+    if isinstance(value, BaseModel):
+        return {name: _encode_default(v) for name, v in value.model_dump(mode="json").items()}
+    if isinstance(value, tuple | list):
+        return [_encode_default(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _encode_default(v) for k, v in value.items()}
+    return value
 
 
 def config_json_schema() -> dict[str, Any]:
     """The JSON Schema of the config file (`spendwatch config schema`), for editors to complete and check it."""
-    schema = SpendwatchConfig.model_json_schema(mode="validation", schema_generator=_SchemaGenerator)
+    from spendwatch.core.model_schema import model_json_schema  # noqa: PLC0415 - the command-line tool's alone
+
+    schema = model_json_schema(SpendwatchConfig, _encode_default)
     return {"$schema": SCHEMA_URL, **schema, "title": "spendwatch config"}
 
 

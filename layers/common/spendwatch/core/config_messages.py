@@ -1,8 +1,9 @@
-"""Pydantic's validation errors in plain words: one problem per field, its path as written, did-you-mean.
+"""Validation errors in plain words: one problem per field, its path as written, did-you-mean.
 
-Pydantic names what *it* expected ("Input should be a valid tuple", "Input tag 'pager' found using 'type'
-does not match…") and adds steps of its own to the location (the tag of a union, `[key]`); a person
-editing a YAML file needs the field as they wrote it and what to write instead.
+The validator (`spendwatch.core.model`, whose errors have pydantic's shape) names what *it* expected
+("Input should be a valid tuple", "Input tag 'pager' found using 'type' does not match…") and adds
+steps of its own to the location (the tag of a union, `[key]`); a person editing a YAML file needs the
+field as they wrote it and what to write instead.
 """
 
 from __future__ import annotations
@@ -15,10 +16,8 @@ from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
-from pydantic import BaseModel
-from pydantic_core import ErrorDetails
-
 from spendwatch.core.config_input import Path
+from spendwatch.core.model import BaseModel, ErrorDetails, resolved_fields
 
 PATTERNS = {
     r"^[a-z0-9][a-z0-9-]{0,62}$": "must be lowercase letters, digits and dashes (at most 63), e.g. acme-prod",
@@ -97,7 +96,7 @@ _PLAIN: dict[str, str] = {
 
 
 def translate(errors: Sequence[ErrorDetails], data: Any, root: type[BaseModel]) -> list[tuple[Path, str]]:
-    """(path in the user's data, problem in plain words) for each pydantic error, doubles removed."""
+    """(path in the user's data, problem in plain words) for each validation error, doubles removed."""
     problems: list[tuple[Path, str]] = []
     for error in errors:
         loc = tuple(error["loc"])
@@ -150,7 +149,7 @@ def _message(  # noqa: PLR0911 - the special cases first, then the table
 
 
 def data_path(loc: tuple[int | str, ...], data: Any, *, keep_last: bool = False) -> Path:
-    """Pydantic's location reduced to the steps that exist in the data (drops union tags and `[key]`)."""
+    """The validator's location reduced to the steps that exist in the data (drops union tags and `[key]`)."""
     path: list[str | int] = []
     node = data
     for index, step in enumerate(loc):
@@ -165,21 +164,20 @@ def data_path(loc: tuple[int | str, ...], data: Any, *, keep_last: bool = False)
 
 
 def field_names(root: type[BaseModel], loc: tuple[int | str, ...]) -> list[str]:
-    """The fields of the model found at `loc` (following pydantic's steps, union tags included)."""
+    """The fields of the model found at `loc` (following the validator's steps, union tags included)."""
     current: Any = root
     for step in loc:
         current = _step(current, step)
         if current is None:
             return []
     model = _model_of(current, None)
-    return sorted(model.model_fields) if model is not None else []
+    return sorted(resolved_fields(model)) if model is not None else []
 
 
 def _step(annotation: Any, step: int | str) -> Any:
     annotation = _unwrap(annotation)
     if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-        field = annotation.model_fields.get(str(step))
-        return field.annotation if field is not None else None
+        return resolved_fields(annotation).get(str(step))
     origin = typing.get_origin(annotation)
     args = typing.get_args(annotation)
     if origin is tuple and args:
@@ -208,7 +206,7 @@ def _model_of(annotation: Any, tag: str | None) -> type[BaseModel] | None:
     for candidate in typing.get_args(annotation):
         member = _unwrap(candidate)
         if isinstance(member, type) and issubclass(member, BaseModel):
-            type_field = member.model_fields.get("type")
-            if tag is None or (type_field is not None and tag in typing.get_args(type_field.annotation)):
+            type_field = resolved_fields(member).get("type")
+            if tag is None or (type_field is not None and tag in typing.get_args(type_field)):
                 return member
     return None

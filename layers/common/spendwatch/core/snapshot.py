@@ -1,6 +1,6 @@
 """The snapshot: what one poll learned about one organization's money at one moment.
 
-Owns the typed model (Pydantic, frozen), its DynamoDB item form (native types only: `Decimal`, `int`,
+Owns the typed model (frozen, `spendwatch.core.model`), its DynamoDB item form (native types only: `Decimal`, `int`,
 `str`, `bool`, lists and maps; times as ISO-8601 UTC strings) and its JSON form for
 `spendwatch poll --json` (amounts as exact decimal strings). Units are in the field names: `_usd` is US
 dollars, `_cents` is US cents. Every item carries `schema_version` so a rolling deploy can tell old items
@@ -15,9 +15,8 @@ from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Annotated, Any
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator
-
 from spendwatch.core.errors import SnapshotFormatError
+from spendwatch.core.model import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator
 from spendwatch.core.redact import REDACTED, scrub, scrub_data
 
 SCHEMA_VERSION = 3
@@ -78,9 +77,6 @@ UtcTime = Annotated[datetime, BeforeValidator(_utc)]
 
 
 class _Model(BaseModel):
-    # Not defer_build: on python3.13 (the Lambda runtime) building Snapshot's deferred validator on first
-    # use crashed the interpreter (a segmentation fault in model_rebuild, tests/unit/test_chart.py on
-    # 3.13.0); validators are built at import, as pydantic does by default.
     model_config = ConfigDict(frozen=True, extra="ignore")
 
 

@@ -40,13 +40,12 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
-
 from spendwatch.aws.runtime import PollerEnv, SsmConfigSource, utc_now
 from spendwatch.aws.secrets import SecretSource, SsmSecrets
 from spendwatch.aws.store import SnapshotStore, ttl_epoch
 from spendwatch.core.config import ORG_ID_PATTERN, OrganizationConfig, SpendwatchConfig
 from spendwatch.core.errors import NothingCollectedError, SpendwatchError
+from spendwatch.core.model import BaseModel, ConfigDict, Field, ValidationError
 from spendwatch.core.observability import logger, metrics
 from spendwatch.core.snapshot import VERIFY_NONCE_PATTERN, Snapshot, UtcTime, isoformat_utc, parse_utc
 from spendwatch.poller.collect import collect_snapshot
