@@ -88,11 +88,22 @@ def _prefixed(errors: list[ErrorDetails], *steps: int | str) -> list[ErrorDetail
 class FieldInfo:
     """A field's default and constraints: what `Field(...)` returns, as a default or inside `Annotated`."""
 
-    __slots__ = (
-        "annotation",
+    # Class-level defaults, set on an instance only when given: the models declare ~200 of these at import.
+    annotation: Any = None
+    decimal_places: int | None = None
+    default: Any = _MISSING
+    default_factory: Callable[[], Any] | None = None
+    discriminator: str | None = None
+    ge: Any = None
+    gt: Any = None
+    le: Any = None
+    lt: Any = None
+    max_length: int | None = None
+    min_length: int | None = None
+    pattern: str | None = None
+    strict: bool | None = None
+    CONSTRAINTS = (
         "decimal_places",
-        "default",
-        "default_factory",
         "discriminator",
         "ge",
         "gt",
@@ -103,23 +114,9 @@ class FieldInfo:
         "pattern",
         "strict",
     )
-    annotation: Any
-    decimal_places: int | None
-    default: Any
-    default_factory: Callable[[], Any] | None
-    discriminator: str | None
-    ge: Any
-    gt: Any
-    le: Any
-    lt: Any
-    max_length: int | None
-    min_length: int | None
-    pattern: str | None
-    strict: bool | None
 
     def __init__(self, **values: Any) -> None:
-        for name in self.__slots__:
-            setattr(self, name, values.get(name, _MISSING if name == "default" else None))
+        self.__dict__.update(values)
 
     @property
     def required(self) -> bool:
@@ -129,6 +126,10 @@ class FieldInfo:
         if self.default_factory is not None:
             return self.default_factory()
         return self.default
+
+    def merged(self, other: FieldInfo) -> None:
+        """Takes `other`'s constraints (a later `Field(...)` in the same `Annotated` wins)."""
+        self.__dict__.update({name: value for name, value in other.__dict__.items() if name in self.CONSTRAINTS})
 
 
 def Field(
@@ -146,20 +147,21 @@ def Field(
     strict: bool | None = None,
     discriminator: str | None = None,
 ) -> Any:
-    return FieldInfo(
-        default=default,
-        default_factory=default_factory,
-        gt=gt,
-        ge=ge,
-        lt=lt,
-        le=le,
-        min_length=min_length,
-        max_length=max_length,
-        pattern=pattern,
-        decimal_places=decimal_places,
-        strict=strict,
-        discriminator=discriminator,
-    )
+    given = {
+        "default": default,
+        "default_factory": default_factory,
+        "gt": gt,
+        "ge": ge,
+        "lt": lt,
+        "le": le,
+        "min_length": min_length,
+        "max_length": max_length,
+        "pattern": pattern,
+        "decimal_places": decimal_places,
+        "strict": strict,
+        "discriminator": discriminator,
+    }
+    return FieldInfo(**{name: value for name, value in given.items() if value is not None and value is not _MISSING})
 
 
 class BeforeValidator:
@@ -485,10 +487,7 @@ def _build(annotation: Any) -> Validate:
     limits = FieldInfo()
     for item in metadata:
         if isinstance(item, FieldInfo):
-            for name in FieldInfo.__slots__:
-                value = getattr(item, name)
-                if name not in {"default", "annotation", "default_factory"} and value is not None:
-                    setattr(limits, name, value)
+            limits.merged(item)
     check = _build_type(annotation, limits)
     for item in metadata:
         if isinstance(item, BeforeValidator):

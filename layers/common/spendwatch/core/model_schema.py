@@ -71,10 +71,7 @@ class _Builder:
                 if isinstance(item, WithJsonSchema):
                     return dict(item.json_schema)
                 if isinstance(item, FieldInfo):
-                    for name in FieldInfo.__slots__:
-                        value = getattr(item, name)
-                        if name not in {"default", "annotation", "default_factory"} and value is not None:
-                            setattr(limits, name, value)
+                    limits.merged(item)
         return self.plain(annotation, limits)
 
     def plain(self, annotation: Any, limits: FieldInfo) -> dict[str, Any]:  # noqa: PLR0911 - one case per kind
