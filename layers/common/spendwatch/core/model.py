@@ -355,6 +355,7 @@ class _Plan:
             check = _field_chain(_build(annotation), [v for v in validators["field"] if name in v[0]], cls)
             self.fields.append((name, info, check, _dumper(annotation)))
         self.names = frozenset(cls.model_fields)
+        self.steps = [(name, info.required, info, check) for name, info, check, _ in self.fields]
         self.before = [getattr(cls, attr) for _, attr in validators["before"]]
         self.after = [attr for _, attr in validators["after"]]
 
@@ -362,9 +363,9 @@ class _Plan:
         cls = self.cls
         for before in self.before:
             data = _call(before, data)
-        if isinstance(data, cls):
+        if type(data) is not dict and isinstance(data, cls):
             return data
-        if not isinstance(data, Mapping):
+        if type(data) is not dict and not isinstance(data, Mapping):
             raise _error(
                 "model_type",
                 f"Input should be a valid dictionary or instance of {cls.__name__}",
@@ -373,13 +374,13 @@ class _Plan:
             )
         values: dict[str, Any] = {}
         errors: list[ErrorDetails] = []
-        for name, info, check, _ in self.fields:
+        for name, required, info, check in self.steps:
             if name in data:
                 try:
                     values[name] = check(data[name])
                 except _Invalid as invalid:
                     errors.extend(_prefixed(invalid.errors, name))
-            elif info.required:
+            elif required:
                 errors.append({"type": "missing", "loc": (name,), "msg": "Field required", "input": data})
             else:
                 values[name] = info.get_default()
@@ -522,8 +523,7 @@ def _build_type(annotation: Any, limits: FieldInfo) -> Validate:  # noqa: PLR091
         return _mapping(args, limits)
     if isinstance(annotation, type):
         if issubclass(annotation, BaseModel):
-            model = annotation
-            return lambda value: _plan_of(model).validate(value)
+            return _nested(annotation)
         if annotation is bool:
             return _boolean(strict=bool(limits.strict))
         if annotation is int:
@@ -543,6 +543,18 @@ def _build_type(annotation: Any, limits: FieldInfo) -> Validate:  # noqa: PLR091
         if annotation is type(None):
             return _none
     raise TypeError(f"spendwatch.core.model cannot validate {annotation!r}")
+
+
+def _nested(model: type[BaseModel]) -> Validate:
+    """A model inside a model; its plan is looked up on first use (the class may still be incomplete now)."""
+    plan: list[_Plan] = []
+
+    def nested(value: Any) -> Any:
+        if not plan:
+            plan.append(_plan_of(model))
+        return plan[0].validate(value)
+
+    return nested
 
 
 def _none(value: Any) -> None:
@@ -588,10 +600,11 @@ def _tagged(members: list[Any], field: str) -> Validate:
     quoted = repr(field)
 
     def tagged(value: Any) -> Any:
-        for model in by_tag.values():
-            if isinstance(value, model):
-                return value
-        if not isinstance(value, Mapping):
+        if type(value) is not dict:
+            for model in by_tag.values():
+                if isinstance(value, model):
+                    return value
+        if type(value) is not dict and not isinstance(value, Mapping):
             raise _error("model_attributes_type", "Input should be a valid dictionary or object", value)
         if field not in value:
             raise _error(
@@ -681,7 +694,7 @@ def _mapping(args: tuple[Any, ...], limits: FieldInfo) -> Validate:
     high = limits.max_length
 
     def mapping(value: Any) -> Any:
-        if not isinstance(value, Mapping):
+        if type(value) is not dict and not isinstance(value, Mapping):
             raise _error("dict_type", "Input should be a valid dictionary", value)
         if high is not None and len(value) > high:
             raise _error(
