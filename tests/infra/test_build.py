@@ -270,7 +270,6 @@ def test_build_layer_has_spendwatch_without_devtools(layer_python: Path) -> None
     assert (package / "__init__.py").is_file()
     assert not (package / "devtools").exists(), "local-only test servers must not ship"
     assert not (package / "cli").exists() and not (package / "views" / "report.py").exists(), "local-only"
-    assert not (package / "core" / "model_schema.py").exists(), "only `spendwatch config schema` needs it"
     assert not list(package.rglob("*.yaml")), "a bundled config is JSON"
 
 
@@ -312,7 +311,7 @@ def test_build_artifacts_carry_bytecode_that_313_loads_as_shipped(built: tuple[P
         assert "NO BYTECODE: no python3.13 found" in log
         pytest.skip("no python3.13 on this machine: the build said it shipped sources only")
     count, bad = check_bytecode(layer_python, "/opt/python")
-    assert count > 150
+    assert count > 100  # spendwatch, Powertools, jmespath, typing_extensions: ~140 modules, each checked
     assert bad == []
     for function in FUNCTIONS:
         count, bad = check_bytecode(build_dir / function, "/var/task")
