@@ -25,7 +25,8 @@ from pathlib import Path
 from spendwatch.core.config import parse_config
 from spendwatch.core.snapshot import Snapshot
 from spendwatch.devtools.snapshot_series import SeriesOrg
-from spendwatch.digest.compose import build_digest, due_period
+from spendwatch.digest.compose import build_digest
+from spendwatch.digest.schedule import due_period
 from spendwatch.views.chart import layout_daily
 from spendwatch.views.history import MemoryHistory
 from spendwatch.views.report import OrgReport, render_report
@@ -52,7 +53,8 @@ from spendwatch.views.chart import layout_daily
 from spendwatch.views.chart_png import render_png
 from spendwatch.core.config import parse_config
 from spendwatch.devtools.snapshot_series import SeriesOrg
-from spendwatch.digest.compose import build_digest, due_period
+from spendwatch.digest.compose import build_digest
+from spendwatch.digest.schedule import due_period
 from spendwatch.digest.render import digest_content, slack_message
 from spendwatch.views.history import MemoryHistory
 now = datetime(2026, 11, 21, 9, 5, tzinfo=UTC)

@@ -10,9 +10,11 @@ import pytest
 from spendwatch.core.config import DigestConfig, OrganizationConfig, parse_config
 from spendwatch.core.snapshot import Snapshot
 from spendwatch.devtools.snapshot_series import ITEMS, PROJECTS, SeriesOrg
-from spendwatch.digest.compose import build_digest, due_period, log_key
-from spendwatch.views.figures import Period, change_percent, format_count
+from spendwatch.digest.compose import build_digest
+from spendwatch.digest.schedule import due_period, log_key
+from spendwatch.views.figures import change_percent, format_count
 from spendwatch.views.history import MemoryHistory
+from spendwatch.views.period import Period
 
 NOW = datetime(2026, 11, 21, 9, 5, tzinfo=UTC)
 CENT = Decimal("0.01")
@@ -269,3 +271,19 @@ def test_period_total_counts_a_source_that_only_skipped_rows_as_read() -> None:
     )
     assert "costs" in noted.sources_ok
     assert period_total(noted, yesterday) == period_total(snapshot, yesterday) is not None
+
+
+def test_digest_app_imports_the_figures_and_rendering_only_for_a_due_digest() -> None:
+    """Most hourly runs have nothing due: their cold start does not pay for building a digest."""
+    import subprocess
+    import sys
+
+    heavy = (
+        "spendwatch.digest.compose",
+        "spendwatch.digest.render",
+        "spendwatch.views.figures",
+        "spendwatch.views.chart",
+    )
+    code = f"import sys; import spendwatch.digest.app; print(sorted(m for m in {heavy!r} if m in sys.modules))"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "[]"

@@ -10,7 +10,7 @@ import pytest
 from spendwatch.alerter.render import SECTION_LIMIT
 from spendwatch.core.config import OrganizationConfig, parse_config
 from spendwatch.devtools.snapshot_series import SeriesOrg
-from spendwatch.digest.compose import Digest, build_digest, due_period
+from spendwatch.digest.compose import Digest, build_digest
 from spendwatch.digest.render import (
     CHART_CID,
     NO_PICTURE,
@@ -20,6 +20,7 @@ from spendwatch.digest.render import (
     slack_blocks,
     slack_message,
 )
+from spendwatch.digest.schedule import due_period
 from spendwatch.views.history import MemoryHistory
 
 NOW = datetime(2026, 11, 21, 9, 5, tzinfo=UTC)

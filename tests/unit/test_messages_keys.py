@@ -18,8 +18,9 @@ from spendwatch.core.snapshot import (
     UsageAttribution,
 )
 from spendwatch.devtools.snapshot_series import PROJECTS, SeriesOrg
-from spendwatch.digest.compose import build_digest, due_period
+from spendwatch.digest.compose import build_digest
 from spendwatch.digest.render import digest_content
+from spendwatch.digest.schedule import due_period
 from spendwatch.views.history import MemoryHistory
 from spendwatch.views.report import OrgReport, render_report
 

@@ -147,7 +147,8 @@ def show_digest_and_report(
     pipeline: LocalPipeline, config: SpendwatchConfig, moment: datetime, fake_slack: Any, log: TextIO
 ) -> list[str]:
     """Step 5: the digest function's run for this hour, its chart, and `spendwatch report`'s page."""
-    from spendwatch.digest.compose import build_digest, due_period  # noqa: PLC0415
+    from spendwatch.digest.compose import build_digest  # noqa: PLC0415
+    from spendwatch.digest.schedule import due_period  # noqa: PLC0415
     from spendwatch.views.chart import layout_daily  # noqa: PLC0415
     from spendwatch.views.chart_png import render_png  # noqa: PLC0415
     from spendwatch.views.history import TableHistory  # noqa: PLC0415

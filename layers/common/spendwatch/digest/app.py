@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from spendwatch.alerter.notices import (
     NotificationLog,
@@ -32,19 +32,15 @@ from spendwatch.core.config import ChannelConfig, EmailChannelConfig, Organizati
 from spendwatch.core.errors import DeliveryError
 from spendwatch.core.observability import logger
 from spendwatch.core.snapshot import isoformat_utc
-from spendwatch.digest.compose import Digest, DuePeriod, build_digest, digest_channels, due_period, log_key
-from spendwatch.digest.render import (
-    CHART_CID,
-    DigestContent,
-    chart_filename,
-    digest_content,
-    email_content,
-    plain_text,
-    slack_message,
-)
-from spendwatch.views.chart import Layout, layout_daily
-from spendwatch.views.figures import counts_as_alert
-from spendwatch.views.history import SnapshotReader, TableHistory
+from spendwatch.digest.schedule import DuePeriod, digest_channels, due_period, log_key
+
+if TYPE_CHECKING:
+    # Building and rendering a digest (the figures, the chart, the history reader) is imported by a run
+    # that has one due, not at every cold start: most hourly runs find nothing due.
+    from spendwatch.digest.compose import Digest
+    from spendwatch.digest.render import DigestContent
+    from spendwatch.views.chart import Layout
+    from spendwatch.views.history import SnapshotReader
 
 SAFETY_MARGIN_S = 3.0
 
@@ -167,6 +163,9 @@ class DigestApp:
                 pending.setdefault(d.key, (d, []))[1].append(channel)
         if not pending:
             return results
+        from spendwatch.digest.compose import build_digest  # noqa: PLC0415 - only a due digest needs it
+        from spendwatch.views.history import TableHistory  # noqa: PLC0415
+
         history = TableHistory(self.snapshots, org.id)
         for d, channels in pending.values():
             digest = build_digest(org, d, history, now=now, alerts_sent=self._alerts_sent(org.id, d))
@@ -188,6 +187,8 @@ class DigestApp:
         return results
 
     def _alerts_sent(self, org_id: str, due: DuePeriod) -> int | None:
+        from spendwatch.views.figures import counts_as_alert  # noqa: PLC0415 - only a due digest needs it
+
         try:
             entries = self.states.notified_between(org_id, due.period.start, due.period.end)
         except Exception as exc:  # the digest still goes out; the count is then "not read"
@@ -198,6 +199,8 @@ class DigestApp:
     def _picture(self, digest: Digest) -> bytes | None:
         if not digest.has_data:
             return None
+        from spendwatch.views.chart import layout_daily  # noqa: PLC0415 - only a due digest needs it
+
         try:
             return self.draw(layout_daily(digest.chart))
         except Exception as exc:  # the digest without its picture beats no digest
@@ -220,6 +223,8 @@ class DigestApp:
         if remaining_s() <= 0:
             error = DeliveryError(channel, "no time left in this run", retryable=True, reason="out_of_time")
             return DigestResult(org.id, key, channel, "failed", error)
+        from spendwatch.digest.render import CHART_CID, chart_filename, digest_content  # noqa: PLC0415
+
         content = digest_content(digest)
         channel_config = config.channels[channel]
         payload = digest_payload(channel_config, content, png, filename=chart_filename(digest))
@@ -259,6 +264,8 @@ class DigestApp:
 def digest_payload(channel: ChannelConfig, content: DigestContent, png: bytes | None, *, filename: str) -> Any:
     """What a channel gets of a digest: an e-mail with the chart inline, a Slack message with the chart
     uploaded, or for every other channel the digest's raw lines, which that channel escapes for its format."""
+    from spendwatch.digest.render import email_content, plain_text, slack_message  # noqa: PLC0415
+
     if isinstance(channel, EmailChannelConfig):
         return email_content(content, picture=png is not None)
     if channel.type == "slack":

@@ -40,10 +40,10 @@ from spendwatch.views.chart import (
     Series,
 )
 from spendwatch.views.history import Growth, SnapshotHistory, period_growth
+from spendwatch.views.period import DAY, Period
 
 TOP_N = 5
 CHART_SERIES = 4
-DAY = timedelta(days=1)
 ALERT_KEY_EXCLUDED = ("digest.", "health.watch")
 """Notification-log entries that are not alerts: digests themselves and the watchdog's bookkeeping."""
 
@@ -123,28 +123,6 @@ def usage_by_model(usage_type: str) -> Callable[[Snapshot], dict[tuple[str, str]
 
 
 # --- periods and changes -----------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Period:
-    """A run of whole UTC days [start, end)."""
-
-    start: datetime
-    end: datetime
-
-    @property
-    def days(self) -> list[date]:
-        count = (self.end - self.start).days
-        return [(self.start + DAY * i).date() for i in range(count)]
-
-    @property
-    def previous(self) -> Period:
-        return Period(self.start - (self.end - self.start), self.start)
-
-    @property
-    def label(self) -> str:
-        first, last = self.start.date(), (self.end - DAY).date()
-        return first.isoformat() if first == last else f"{first.isoformat()} to {last.isoformat()}"
 
 
 def day_start(day: date) -> datetime:
