@@ -170,7 +170,7 @@ GROUPS = {
     "pydantic_core": "pydantic",
     "annotated_types": "pydantic",
     "typing_inspection": "pydantic",
-    "typing_extensions": "pydantic",
+    "typing_extensions": "Powertools",  # pydantic's too, in a build before pydantic was removed
     "aws_lambda_powertools": "Powertools",
     "jmespath": "Powertools",
     "requests": "requests",
