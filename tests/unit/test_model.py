@@ -276,3 +276,52 @@ def test_functions_import_no_pydantic() -> None:
     code = f"import sys; import {', '.join(modules)}; print(sorted(m for m in sys.modules if 'pydantic' in m))"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "[]"
+
+
+def test_model_huge_or_non_ascii_numbers_are_refused_quickly_and_exactly() -> None:
+    # 1E+1000000 must not be expanded to a million digits to be compared (it took minutes).
+    assert problems(Limits, {"name": "a", "count": Decimal("1E+1000000")}) == [(("count",), "int_parsing_size")]
+    assert problems(Limits, {"name": "a", "amount": Decimal("1E-1000000")}) == [(("amount",), "decimal_max_places")]
+    assert Limits.model_validate({"name": "a", "count": "3.0"}).count == 3
+    assert problems(Limits, {"name": "a", "count": "\uff13"}) == [(("count",), "int_parsing")]  # a fullwidth 3
+    assert problems(Limits, {"name": "a", "count": Decimal("sNaN")}) == [(("count",), "finite_number")]
+
+
+class Flags(BaseModel):
+    on: bool | None = None
+    day: date | None = None
+    version: Literal[1] = 1
+    sized: Annotated[int, Field(ge=0)] = Field(3, le=5)
+    late: Annotated[int, AfterValidator(lambda v: v - 10), Field(ge=0)] = 10
+    empty: int | None = Field(None, ge=0)
+    unanchored: Annotated[str, Field(pattern=r"[a-z]+$")] = "a"
+
+
+def test_model_lax_conversions_follow_pydantic() -> None:
+    assert Flags(on=Decimal(1), day="2026-12-01T00:00:00Z", version=Decimal("1.000")).day == date(2026, 12, 1)
+    assert Flags(on="TRUE").on is True and Flags(on=0.0).on is False
+    assert problems(Flags, {"on": Decimal("sNaN")}) == [(("on",), "bool_parsing")]
+    assert problems(Flags, {"on": " true "}) == [(("on",), "bool_parsing")]
+    assert problems(Flags, {"day": "20261201"}) == [(("day",), "date_parsing")]
+    assert problems(Flags, {"version": True}) == [(("version",), "literal_error")]
+
+
+def test_model_constraints_apply_where_pydantic_applies_them() -> None:
+    assert problems(Flags, {"sized": 9}) == [(("sized",), "less_than_equal")]  # the default's Field(le=5)
+    assert problems(Flags, {"late": 5}) == [(("late",), "greater_than_equal")]  # after the validator: 5 - 10
+    assert Flags().empty is None  # Field(None, ...) is a default, not "required"
+    assert problems(Flags, {"unanchored": "abc\n"}) == [(("unanchored",), "string_pattern_mismatch")]
+
+
+def test_model_mutable_default_is_each_instance_own() -> None:
+    class Holder(BaseModel):
+        values: dict[str, int] = {}
+
+    assert Holder().values is not Holder().values
+
+
+def test_model_validation_error_pickles() -> None:
+    with pytest.raises(ValidationError) as caught:
+        Limits.model_validate({})
+    again = pickle.loads(pickle.dumps(caught.value))  # noqa: S301 - our own bytes
+    assert again.errors() == caught.value.errors()

@@ -104,6 +104,8 @@ ExactUsd = Usd  # the former name
 
 def _parse_duration(value: object) -> object:
     """`30m`, `6h`, `1d12h` -> timedelta; `0`, `off`, `false` or null -> zero (no repeats)."""
+    if isinstance(value, Decimal) and not value.is_finite():  # checked first: a signalling NaN raises when compared
+        raise ValueError(f"a duration needs a unit, such as 30m, 6h or 1d, not {value}")
     if value is None or value is False or (value == 0 and not isinstance(value, bool)):
         return timedelta(0)
     if isinstance(value, str):

@@ -20,8 +20,10 @@ command-line tool needs it).
 
 from __future__ import annotations
 
+import copy
 import inspect
 import json
+import math
 import operator
 import re
 import types
@@ -59,6 +61,9 @@ class ValidationError(ValueError):
 
     def errors(self) -> list[ErrorDetails]:
         return list(self._errors)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (self.title, self._errors))
 
     def error_count(self) -> int:
         return len(self._errors)
@@ -125,7 +130,13 @@ class FieldInfo:
     def get_default(self) -> Any:
         if self.default_factory is not None:
             return self.default_factory()
+        if isinstance(self.default, dict | list | set):
+            return copy.deepcopy(self.default)  # each instance its own, as pydantic copies mutable defaults
         return self.default
+
+    @property
+    def constrained(self) -> bool:
+        return any(name in self.__dict__ for name in self.CONSTRAINTS)
 
     def merged(self, other: FieldInfo) -> None:
         """Takes `other`'s constraints (a later `Field(...)` in the same `Annotated` wins)."""
@@ -161,7 +172,8 @@ def Field(
         "strict": strict,
         "discriminator": discriminator,
     }
-    return FieldInfo(**{name: value for name, value in given.items() if value is not None and value is not _MISSING})
+    kept = {name: value for name, value in given.items() if value is not None and name != "default"}
+    return FieldInfo(**kept) if default is _MISSING else FieldInfo(default=default, **kept)
 
 
 class BeforeValidator:
@@ -351,6 +363,8 @@ class _Plan:
         validators = _validators_of(cls)
         for name, info in cls.model_fields.items():
             annotation = hints[name]
+            if info.constrained:  # `x: int = Field(3, le=5)`: the constraints of the default's Field apply too
+                annotation = typing.Annotated[annotation, info]
             info.annotation = annotation
             check = _field_chain(_build(annotation), [v for v in validators["field"] if name in v[0]], cls)
             self.fields.append((name, info, check, _dumper(annotation)))
@@ -361,6 +375,8 @@ class _Plan:
 
     def validate(self, data: Any) -> Any:  # noqa: PLR0912 - the steps of one validation, in order
         cls = self.cls
+        if type(data) is not dict and isinstance(data, cls):
+            return data
         for before in self.before:
             data = _call(before, data)
         if type(data) is not dict and isinstance(data, cls):
@@ -485,17 +501,28 @@ def _build(annotation: Any) -> Validate:
     if typing.get_origin(annotation) is typing.Annotated:
         annotation, *rest = typing.get_args(annotation)
         metadata = tuple(rest)
+    # Constraints written before any validator belong to the type's own validation; one written after a
+    # validator checks that validator's result, where pydantic applies it too.
+    first_validator = next(
+        (i for i, item in enumerate(metadata) if isinstance(item, BeforeValidator | AfterValidator)), len(metadata)
+    )
     limits = FieldInfo()
-    for item in metadata:
+    for item in metadata[:first_validator]:
         if isinstance(item, FieldInfo):
             limits.merged(item)
     check = _build_type(annotation, limits)
-    for item in metadata:
+    for position, item in enumerate(metadata):
         if isinstance(item, BeforeValidator):
             check = _before(item.func, check)
         elif isinstance(item, AfterValidator):
             check = _after(item.func, check)
+        elif isinstance(item, FieldInfo) and position > first_validator:
+            check = _then(_build_type(annotation, item), check)
     return check
+
+
+def _then(second: Validate, first: Validate) -> Validate:
+    return lambda value: second(first(value))
 
 
 def _before(func: Callable[[Any], Any], inner: Validate) -> Validate:
@@ -633,12 +660,19 @@ def _tagged(members: list[Any], field: str) -> Validate:
 def _literal(allowed: tuple[Any, ...]) -> Validate:
     expected = ", ".join(repr(a) for a in allowed[:-1]) + (" or " if len(allowed) > 1 else "") + repr(allowed[-1])
     pairs = {(type(a), a) for a in allowed}
+    numbers = {a for a in allowed if type(a) is int}
 
     def literal(value: Any) -> Any:
         try:
             if (type(value), value) in pairs:
                 return value
-        except TypeError:  # unhashable
+            # Lax, as pydantic: 1.0 or Decimal("1") from YAML or JSON is the literal 1 (never True).
+            finite = isinstance(value, float | Decimal) and (
+                value.is_finite() if isinstance(value, Decimal) else math.isfinite(value)
+            )
+            if numbers and finite and value in numbers:
+                return int(value)
+        except (TypeError, ArithmeticError):  # unhashable, or a signalling NaN
             pass
         raise _error("literal_error", f"Input should be {expected}", value, {"expected": expected})
 
@@ -728,10 +762,7 @@ def _mapping(args: tuple[Any, ...], limits: FieldInfo) -> Validate:
 
 def _text(limits: FieldInfo) -> Validate:
     low, high, pattern = limits.min_length, limits.max_length, limits.pattern
-    compiled = re.compile(pattern) if pattern is not None else None
-    # Anchored patterns must match the whole text: Python's `$` also matches before a final line break,
-    # which would let "name\n" through a one-line pattern (pydantic's regex engine has no such case).
-    whole = pattern is not None and pattern.startswith("^") and pattern.endswith("$")
+    compiled = re.compile(end_of_text(pattern)) if pattern is not None else None
 
     def text(value: Any) -> Any:
         if not isinstance(value, str):
@@ -750,13 +781,34 @@ def _text(limits: FieldInfo) -> Validate:
                 value,
                 {"max_length": high},
             )
-        if compiled is not None and not (compiled.fullmatch(value) if whole else compiled.search(value)):
+        if compiled is not None and not compiled.search(value):
             raise _error(
                 "string_pattern_mismatch", f"String should match pattern '{pattern}'", value, {"pattern": pattern}
             )
         return value
 
     return text
+
+
+def end_of_text(pattern: str) -> str:
+    """`pattern` with each `$` meaning the end of the text, as in pydantic's regex engine: Python's `$` also
+    matches before a final line break, which would let "name\\n" through a one-line pattern."""
+    out: list[str] = []
+    escaped = in_class = False
+    for char in pattern:
+        if escaped:
+            escaped = False
+        elif char == "\\":
+            escaped = True
+        elif char == "[" and not in_class:
+            in_class = True
+        elif char == "]" and in_class:
+            in_class = False
+        elif char == "$" and not in_class:
+            out.append(r"\Z")
+            continue
+        out.append(char)
+    return "".join(out)
 
 
 _TRUE = frozenset({"true", "t", "yes", "y", "on", "1"})
@@ -767,19 +819,27 @@ def _boolean(*, strict: bool) -> Validate:
     def boolean(value: Any) -> Any:
         if value is True or value is False:
             return value
-        if not strict:
-            if isinstance(value, int | Decimal) and value in (0, 1):
+        if strict:
+            raise _error("bool_type", "Input should be a valid boolean", value)
+        if isinstance(value, str):
+            text = value.lower()
+            if text in _TRUE or text in _FALSE:
+                return text in _TRUE
+            raise _error("bool_parsing", "Input should be a valid boolean, unable to interpret input", value)
+        if isinstance(value, int | float | Decimal):
+            finite = value.is_finite() if isinstance(value, Decimal) else math.isfinite(value)
+            if finite and value in (0, 1):
                 return bool(value)
-            if isinstance(value, str) and value.strip().lower() in _TRUE | _FALSE:
-                return value.strip().lower() in _TRUE
-            if isinstance(value, int | Decimal | str):
-                raise _error("bool_parsing", "Input should be a valid boolean, unable to interpret input", value)
+            raise _error("bool_parsing", "Input should be a valid boolean, unable to interpret input", value)
         raise _error("bool_type", "Input should be a valid boolean", value)
 
     return boolean
 
 
-_INTEGER = re.compile(r"[+-]?\d+(_\d+)*")
+_INTEGER = re.compile(r"[+-]?[0-9]+(?:_[0-9]+)*(?:\.0*)?", re.ASCII)
+_INT_LIMIT = 2**63
+"""A float or Decimal converts to an int below this (pydantic's i64 range for those inputs): a number
+such as 1E+1000000 must not be expanded to its million digits just to compare it."""
 
 
 def _integer(*, strict: bool) -> Validate:
@@ -792,11 +852,12 @@ def _integer(*, strict: bool) -> Validate:
         if kind is bool:
             return int(value)
         if isinstance(value, float | Decimal):
-            try:
-                whole = value == int(value)
-            except (ValueError, OverflowError, InvalidOperation):
-                raise _error("finite_number", "Input should be a finite number", value) from None
-            if not whole:
+            finite = value.is_finite() if isinstance(value, Decimal) else math.isfinite(value)
+            if not finite:  # checked first: a signalling NaN raises when compared
+                raise _error("finite_number", "Input should be a finite number", value)
+            if (value.copy_abs() if isinstance(value, Decimal) else abs(value)) >= _INT_LIMIT:  # no rounding
+                raise _error("int_parsing_size", "Unable to parse input as an integer, exceeded maximum size", value)
+            if value != int(value):
                 raise _error(
                     "int_from_float", "Input should be a valid integer, got a number with a fractional part", value
                 )
@@ -804,7 +865,7 @@ def _integer(*, strict: bool) -> Validate:
         if isinstance(value, str):
             text = value.strip()
             if len(text) <= 4300 and _INTEGER.fullmatch(text):
-                return int(text)
+                return int(text.split(".")[0])
             raise _error("int_parsing", "Input should be a valid integer, unable to parse string as an integer", value)
         raise _error("int_type", "Input should be a valid integer", value)
 
@@ -820,6 +881,8 @@ def _floating(value: Any) -> Any:
         return float(value)
     if isinstance(value, str):
         try:
+            if not value.isascii():  # float() reads any script's digits; pydantic reads ASCII only
+                raise ValueError(value)
             return float(value.strip())
         except ValueError:
             raise _error(
@@ -849,18 +912,29 @@ def _decimal(places: int | None) -> Validate:
             raise _error("decimal_type", "Decimal input should be an integer, float, string or Decimal object", value)
         if not number.is_finite():
             raise _error("finite_number", "Input should be a finite number", value)
-        if places is not None:
-            exponent = number.normalize().as_tuple().exponent
-            if isinstance(exponent, int) and -exponent > places:
-                raise _error(
-                    "decimal_max_places",
-                    f"Decimal input should have no more than {places} decimal place{'s' if places != 1 else ''}",
-                    value,
-                    {"decimal_places": places},
-                )
+        if places is not None and _places(number) > places:
+            raise _error(
+                "decimal_max_places",
+                f"Decimal input should have no more than {places} decimal place{'s' if places != 1 else ''}",
+                value,
+                {"decimal_places": places},
+            )
         return number
 
     return decimal
+
+
+def _places(number: Decimal) -> int:
+    """Decimal places without trailing zeros (1.500 has one), without `normalize()`: it overflows at 1E+1000000."""
+    _, digits, exponent = number.as_tuple()
+    if not isinstance(exponent, int) or exponent >= 0:
+        return 0
+    trailing = 0
+    for digit in reversed(digits):
+        if digit != 0 or trailing >= -exponent:
+            break
+        trailing += 1
+    return -exponent - trailing
 
 
 def _bounded(inner: Validate, limits: FieldInfo) -> Validate:
@@ -898,6 +972,9 @@ def _datetime(value: Any) -> Any:
     raise _error("datetime_type", "Input should be a valid datetime", value)
 
 
+_ISO_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}", re.ASCII)
+
+
 def _date(value: Any) -> Any:
     if isinstance(value, datetime):
         if value.time() != datetime.min.time() or value.utcoffset():
@@ -911,9 +988,15 @@ def _date(value: Any) -> Any:
         return value
     if isinstance(value, str):
         try:
-            return date.fromisoformat(value.strip())
-        except ValueError:
-            raise _error("date_parsing", "Input should be a valid date in the format YYYY-MM-DD", value) from None
+            if _ISO_DATE.fullmatch(value):
+                return date.fromisoformat(value)
+            # A midnight written as a time (pydantic reads "2026-12-01T00:00:00Z" as that day too).
+            moment = _datetime(value) if "T" in value and len(value) <= 40 else None
+        except (ValueError, _Invalid):
+            moment = None
+        if moment is not None:
+            return _date(moment)
+        raise _error("date_parsing", "Input should be a valid date in the format YYYY-MM-DD", value)
     raise _error("date_type", "Input should be a valid date", value)
 
 
