@@ -74,6 +74,8 @@ _PLAIN: dict[str, str] = {
     "int_type": "expected a whole number, got {got}",
     "int_parsing": "expected a whole number, got {got}",
     "int_from_float": "expected a whole number, got {got}",
+    "int_parsing_size": "is far too large, got {got}",
+    "finite_number": "must be a finite number, got {got}",
     "bool_type": "expected true or false, got {got}",
     "bool_parsing": "expected true or false, got {got}",
     "decimal_type": "expected a number, got {got}",
