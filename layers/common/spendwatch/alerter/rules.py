@@ -17,7 +17,6 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
-from statistics import median
 
 from spendwatch.core.alerts import Observation
 from spendwatch.core.config import ApiKeyBudgetConfig, BudgetConfig, OrganizationConfig, SpikeRuleConfig
@@ -543,7 +542,7 @@ def _spikes(
     baseline_values = settled_days(snapshot, series, today, settings.baseline_days)
     if len(baseline_values) < MIN_BASELINE_DAYS or sum(1 for v in baseline_values if v > 0) < MIN_BASELINE_DAYS:
         return []  # too few days, or too few with any spend (a new or weekly-used key): no baseline to beat
-    baseline = Decimal(median(baseline_values))
+    baseline = Decimal(_median(baseline_values))
     if baseline <= 0:
         return []  # most settled days spent nothing: any spend would be "a spike" against zero
     threshold = settings.factor * baseline
@@ -722,3 +721,13 @@ def evaluate(
     if rules.health.enabled:
         observations += monitor_health(snapshot, org, prior, now=moment)
     return observations
+
+
+def _median(values: Sequence[Decimal]) -> Decimal:
+    """statistics.median's result (the mean of the middle two for an even count), without importing
+    `statistics` (and the `fractions` and `random` it loads) into every function's cold start."""
+    ordered = sorted(values)
+    middle = len(ordered) // 2
+    if len(ordered) % 2:
+        return ordered[middle]
+    return (ordered[middle - 1] + ordered[middle]) / 2
