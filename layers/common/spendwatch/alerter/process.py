@@ -12,7 +12,7 @@ needs no message (a resolve with `send_resolved` off) is claimed and recorded wi
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from functools import partial
@@ -145,6 +145,7 @@ def process_snapshot(
     resend_after_s: int = RESEND_AFTER_S,
     remaining_s: Callable[[], float] = lambda: 60.0,
     sleep: Callable[[float], None] = time.sleep,
+    known_states: Mapping[str, AlertState | None] | None = None,
 ) -> Outcome:
     """Evaluate, decide, claim, send one grouped message per channel, record.
 
@@ -153,7 +154,10 @@ def process_snapshot(
     streaks, a baseline across the month boundary) see only this snapshot, and superseded records are
     still evaluated. `lease_s`: how long a claim may be held, i.e. the invocation's remaining time plus
     a margin (the store's default otherwise). `resend_after_s`: how long an unconfirmed message waits
-    for its one re-send (and a claim that could not be recorded is held).
+    for its one re-send (and a claim that could not be recorded is held). `known_states`: log entries
+    this record already read (strongly consistent, before any claim of it; None for a key read and found
+    absent), from `log_keys`: only the keys missing there are read here. A claim lost after a decision on
+    one of them reads the entry again, as for any other.
     """
     outcome = Outcome()
     try:
@@ -169,6 +173,9 @@ def process_snapshot(
     if not observations:
         return outcome
     policies = {obs.rule_id: policy_for(obs.rule_id, org, config, moment) for obs in observations}
+    # Every channel's entries in one batch (less those read ahead), before the first claim.
+    keys = _channel_keys(org, config, observations, snapshot.period)
+    known = {**(known_states or {}), **_read_log(states, org.id, keys, known_states or {}, absent=True)}
     for channel_name in org.channels:
         # Claimed alerts not yet recorded: released on any provable failure, so the stream retry can send
         # them at once instead of waiting for the claims to lapse.
@@ -179,9 +186,7 @@ def process_snapshot(
             _claim_due(
                 org,
                 channel_name,
-                [*observations, *last_month(observations, snapshot.period)]
-                if channel.type == "pagerduty"
-                else observations,
+                channel_observations(channel, observations, snapshot.period),
                 policies=channel_policies(channel, policies),
                 routes=partial(routed, channel),
                 states=states,
@@ -189,6 +194,7 @@ def process_snapshot(
                 outcome=outcome,
                 pending=pending,
                 lease_s=lease_s() if lease_s is not None else None,
+                known=known,
             )
             if not pending:
                 continue
@@ -310,6 +316,7 @@ def _claim_due(
     pending: list[_Due],
     lease_s: int | None,
     routes: Callable[[Observation, AlertState | None], bool] = lambda obs, prior: True,
+    known: Mapping[str, AlertState | None] | None = None,
 ) -> None:
     """Decide every alert on one channel; claim those with a change; record the silent ones at once.
 
@@ -319,8 +326,8 @@ def _claim_due(
     skipped; a claim held by another invocation raises `ClaimBusyError`.
     """
     expires_at = int(moment.timestamp()) + ALERT_STATE_RETENTION_DAYS * 86400
-    keyed: dict[str, Observation] = {f"{obs.key}#{channel_name}": obs for obs in observations}
-    previous = states.get_many(org.id, list(keyed))
+    keyed: dict[str, Observation] = {log_key(obs, channel_name): obs for obs in observations}
+    previous = _read_log(states, org.id, list(keyed), known or {})
     for key, obs in keyed.items():
         prior = previous.get(key)
         if not routes(obs, prior):
@@ -364,6 +371,58 @@ def _claim_due(
             else:
                 pending.append(_Due(key, alert, decision.resend))
             break
+
+
+def _read_log(
+    states: NotificationLog,
+    org_id: str,
+    keys: list[str],
+    known: Mapping[str, AlertState | None],
+    *,
+    absent: bool = False,
+) -> dict[str, AlertState | None]:
+    """The entries of `keys`: those in `known` as read there, the others read now (one batch); with
+    `absent`, a key read and not found maps to None."""
+    found: dict[str, AlertState | None] = {key: state for key in keys if (state := known.get(key)) is not None}
+    unread = [key for key in keys if key not in known]
+    if unread:
+        read = states.get_many(org_id, unread)
+        found.update({key: read.get(key) for key in unread} if absent else read)
+    return found
+
+
+def log_key(obs: Observation, channel_name: str) -> str:
+    """An alert's notification-log key on one channel."""
+    return f"{obs.key}#{channel_name}"
+
+
+def channel_observations(channel: ChannelConfig, observations: list[Observation], period: str) -> list[Observation]:
+    """What is decided on a channel: the snapshot's observations, and on PagerDuty last month's too."""
+    if channel.type == "pagerduty":
+        return [*observations, *last_month(observations, period)]
+    return observations
+
+
+def log_keys(snapshot: Snapshot, config: SpendwatchConfig, *, now: datetime) -> list[str]:
+    """The notification-log keys `process_snapshot` reads for this snapshot when the rules see it without
+    history: what a caller can read ahead, while the history is read, for `known_states`. (History adds
+    or drops a few keys: a failing-source streak, a spike baseline, a runway; those are read after.)"""
+    try:
+        org = config.organization(snapshot.org_id)
+    except KeyError:
+        return []
+    return _channel_keys(org, config, evaluate(snapshot, org, now=now), snapshot.period)
+
+
+def _channel_keys(
+    org: OrganizationConfig, config: SpendwatchConfig, observations: list[Observation], period: str
+) -> list[str]:
+    keys: list[str] = []
+    for channel_name in org.channels:
+        channel = config.channels.get(channel_name)
+        if channel is not None:
+            keys += [log_key(obs, channel_name) for obs in channel_observations(channel, observations, period)]
+    return keys
 
 
 def channel_policies(channel: ChannelConfig, policies: dict[str, NotifyPolicy]) -> dict[str, NotifyPolicy]:
