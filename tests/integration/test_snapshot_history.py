@@ -12,6 +12,7 @@ from decimal import Decimal
 from typing import Any
 
 import boto3
+from botocore.exceptions import ClientError
 
 from spendwatch.alerter.app import AlerterApp
 from spendwatch.aws.store import AlertStateStore, SnapshotStore, from_attribute_map, to_attribute_map
@@ -334,3 +335,17 @@ def test_alerter_reads_the_log_while_it_reads_the_history(pipeline: LocalPipelin
 
     app.handle_record(record)  # redelivered: decided on the states recorded above, nothing sent again
     assert [len(captured[name].sent) for name in ("slack", "ops")] == [1, 1]
+
+
+def test_store_client_leaves_validation_to_dynamodb_and_a_malformed_request_still_fails(
+    pipeline: LocalPipeline,
+) -> None:
+    """The store's client skips botocore's client-side parameter check (its cost per request): a request
+    DynamoDB cannot take still fails, as DynamoDB's own ValidationException."""
+    store = SnapshotStore(pipeline.tables["SnapshotsTable"])
+    try:
+        store._client.query(KeyConditionExpression="pk = :pk", Limit=0)  # type: ignore[call-arg]
+    except ClientError as exc:  # botocore would raise ParamValidationError (no TableName, Limit < 1)
+        assert exc.response["Error"]["Code"] == "ValidationException", exc.response["Error"]
+    else:
+        raise AssertionError("a Query without a table must fail")
