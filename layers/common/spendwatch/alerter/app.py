@@ -171,16 +171,14 @@ class AlerterApp:
         entry another invocation changes meanwhile is lost and read again exactly as before."""
         if self.snapshots is None:
             return None, None
-        keys = log_keys(snapshot, config, now=self.now())
-        if not keys:
-            return self._history(snapshot), None
         if self._reader is None:
             from concurrent.futures import ThreadPoolExecutor  # noqa: PLC0415 - only with a history store
 
             self._reader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="history")
         history = self._reader.submit(self._history, snapshot)
         try:
-            found = self.states.get_many(snapshot.org_id, keys)
+            keys = log_keys(snapshot, config, now=self.now())  # while the history Query is on its way
+            found = self.states.get_many(snapshot.org_id, keys) if keys else {}
         finally:
             # Waited for even when the log read failed: a record never leaves a read running behind it.
             earlier = history.result()

@@ -172,7 +172,8 @@ def process_snapshot(
     observations = evaluate(snapshot, org, history=earlier, now=moment)
     if not observations:
         return outcome
-    policies = {obs.rule_id: policy_for(obs.rule_id, org, config, moment) for obs in observations}
+    # Once per rule, not per observation (a snapshot has dozens of health.source ones).
+    policies = {rule: policy_for(rule, org, config, moment) for rule in dict.fromkeys(o.rule_id for o in observations)}
     # Every channel's entries in one batch (less those read ahead), before the first claim.
     keys = _channel_keys(org, config, observations, snapshot.period)
     known = {**(known_states or {}), **_read_log(states, org.id, keys, known_states or {}, absent=True)}
