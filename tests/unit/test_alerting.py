@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from spendwatch.alerter.process import Outcome, log_keys, policy_for, process_snapshot, superseding
+from spendwatch.alerter.process import Outcome, policy_for, process_snapshot, superseding
 from spendwatch.aws.store import ClaimLostError
 from spendwatch.core.alerts import AlertState, EmailContent, Message, Reason
 from spendwatch.core.config import ChannelConfig, SpendwatchConfig, parse_config
@@ -636,43 +636,12 @@ class CountingStates(MemoryStates):
         return super().get_many(org_id, keys)
 
 
-def run_known(
-    snapshot: Snapshot, states: MemoryStates, senders: Senders, cfg: SpendwatchConfig, known: dict[str, Any]
-) -> Outcome:
-    return process_snapshot(
-        snapshot,
-        config=cfg,
-        states=states,
-        sender_for=senders,
-        now=lambda: WHEN + timedelta(minutes=1),
-        known_states=known,
-    )
-
-
-def test_alerting_reads_every_channels_log_in_one_batch_less_what_is_known() -> None:
+def test_alerting_reads_every_channels_log_in_one_batch() -> None:
     cfg = config(channels="[slack, ops]")
     states, senders = CountingStates(), Senders()
     run(snap("430"), states, senders, cfg)
     assert len(states.reads) == 1 and {k.rsplit("#", 1)[1] for k in states.reads[0]} == {"slack", "ops"}
-
-    keys = log_keys(snap("460"), cfg, now=WHEN)
-    known = {key: states.get_many("acme", keys).get(key) for key in keys}
-    states.reads.clear()
-    run_known(snap("460"), states, senders, cfg, known)
-    assert states.reads == [], "nothing read again"
+    assert [len(senders.messages(n)) for n in ("slack", "ops")] == [1, 1]
+    run(snap("460"), states, senders, cfg)
+    assert len(states.reads) == 2
     assert [len(senders.messages(n)) for n in ("slack", "ops")] == [1, 1], "80% sent, 90% is no new threshold"
-
-
-def test_alerting_a_stale_known_state_loses_its_claim_and_is_decided_again_on_fresh_state() -> None:
-    """Entries read ahead are only as good as any read before a claim: one another invocation has since
-    recorded loses the claim, is read again, and nothing is sent twice."""
-    cfg = config()
-    states, senders = CountingStates(), Senders()
-    keys = log_keys(snap("430"), cfg, now=WHEN)
-    stale = {key: states.get_many("acme", keys).get(key) for key in keys}  # nothing notified yet
-    run(snap("430"), states, senders, cfg)  # meanwhile another invocation sends and records 80%
-    states.reads.clear()
-    outcome = run_known(snap("430"), states, senders, cfg, stale)
-    assert outcome.failures == [] and outcome.sent == []
-    assert states.reads == [["budget.actual#org#2026-11#slack"]], "the lost claim's entry, read again"
-    assert len(senders.messages()) == 1

@@ -18,25 +18,21 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from spendwatch.alerter.nflog import RESEND_AFTER_S
 from spendwatch.alerter.notices import log_unconfirmed, record_delivery_failure, with_fallback
-from spendwatch.alerter.process import DeliveryFailedError, Outcome, SenderFactory, log_keys, process_snapshot
+from spendwatch.alerter.process import DeliveryFailedError, Outcome, SenderFactory, process_snapshot
 from spendwatch.alerter.rules import history_since
 from spendwatch.aws.runtime import AlerterEnv, SsmConfigSource, utc_now
 from spendwatch.aws.secrets import SsmSecrets
 from spendwatch.aws.store import AlertStateStore, SnapshotStore, from_attribute_map
 from spendwatch.channels.base import Pacer
 from spendwatch.channels.factory import sender_factory
-from spendwatch.core.alerts import AlertState
 from spendwatch.core.config import SpendwatchConfig
 from spendwatch.core.errors import SnapshotFormatError, SpendwatchError
 from spendwatch.core.observability import logger
 from spendwatch.core.snapshot import ITEM_KIND, Snapshot, cost_donors, history_is_enough
-
-if TYPE_CHECKING:
-    from concurrent.futures import ThreadPoolExecutor
 
 SAFETY_MARGIN_S = 3.0
 HISTORY_POLLS = 64
@@ -62,8 +58,6 @@ class AlerterApp:
     """how long an unconfirmed message waits for its one re-send (`UNCONFIRMED_RESEND_AFTER_S`)"""
     poll_period_s: int = 3600
     poll_schedule: str | None = None
-    _reader: ThreadPoolExecutor | None = field(default=None, init=False, repr=False)
-    """reads a record's history while its notification-log entries are read (created on first use)"""
 
     @classmethod
     def from_environment(cls) -> AlerterApp:
@@ -107,7 +101,7 @@ class AlerterApp:
             pass  # process_snapshot ignores snapshots of organizations no longer configured
         else:
             senders = with_fallback(senders, config=config, org=org, states=self.states, now=self.now)
-        history, known = self._read(snapshot, config)
+        history = self._history(snapshot)
         outcome = process_snapshot(
             snapshot,
             config=config,
@@ -118,7 +112,6 @@ class AlerterApp:
             lease_s=lambda: math.ceil(remaining_s() + SAFETY_MARGIN_S) + CLAIM_LEASE_MARGIN_S,
             resend_after_s=self.resend_after_s,
             remaining_s=remaining_s,
-            known_states=known,
         )
         for channel, alerts in outcome.sent:
             logger.info(
@@ -159,30 +152,6 @@ class AlerterApp:
             now=now,
             next_poll=next_poll_text(history, now=now, period_s=self.poll_period_s, schedule=self.poll_schedule),
         )
-
-    def _read(
-        self, snapshot: Snapshot, config: SpendwatchConfig
-    ) -> tuple[list[Snapshot] | None, dict[str, AlertState | None] | None]:
-        """The org's history and, read at the same time, the notification-log entries the record will
-        most likely decide on (`process.log_keys`): two round trips in the time of one.
-
-        The entries are read strongly consistent, as `process_snapshot` would read them a few
-        milliseconds later and before any claim; its claims stay conditional on their versions, so an
-        entry another invocation changes meanwhile is lost and read again exactly as before."""
-        if self.snapshots is None:
-            return None, None
-        if self._reader is None:
-            from concurrent.futures import ThreadPoolExecutor  # noqa: PLC0415 - only with a history store
-
-            self._reader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="history")
-        history = self._reader.submit(self._history, snapshot)
-        try:
-            keys = log_keys(snapshot, config, now=self.now())  # while the history Query is on its way
-            found = self.states.get_many(snapshot.org_id, keys) if keys else {}
-        finally:
-            # Waited for even when the log read failed: a record never leaves a read running behind it.
-            earlier = history.result()
-        return earlier, {key: found.get(key) for key in keys}
 
     def _history(self, snapshot: Snapshot) -> list[Snapshot] | None:
         """The org's recent polls as the rules need them: the summaries of the newest ones, as far back as

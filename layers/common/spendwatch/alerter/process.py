@@ -145,7 +145,6 @@ def process_snapshot(
     resend_after_s: int = RESEND_AFTER_S,
     remaining_s: Callable[[], float] = lambda: 60.0,
     sleep: Callable[[float], None] = time.sleep,
-    known_states: Mapping[str, AlertState | None] | None = None,
 ) -> Outcome:
     """Evaluate, decide, claim, send one grouped message per channel, record.
 
@@ -154,10 +153,7 @@ def process_snapshot(
     streaks, a baseline across the month boundary) see only this snapshot, and superseded records are
     still evaluated. `lease_s`: how long a claim may be held, i.e. the invocation's remaining time plus
     a margin (the store's default otherwise). `resend_after_s`: how long an unconfirmed message waits
-    for its one re-send (and a claim that could not be recorded is held). `known_states`: log entries
-    this record already read (strongly consistent, before any claim of it; None for a key read and found
-    absent), from `log_keys`: only the keys missing there are read here. A claim lost after a decision on
-    one of them reads the entry again, as for any other.
+    for its one re-send (and a claim that could not be recorded is held).
     """
     outcome = Outcome()
     try:
@@ -174,9 +170,8 @@ def process_snapshot(
         return outcome
     # Once per rule, not per observation (a snapshot has dozens of health.source ones).
     policies = {rule: policy_for(rule, org, config, moment) for rule in dict.fromkeys(o.rule_id for o in observations)}
-    # Every channel's entries in one batch (less those read ahead), before the first claim.
-    keys = _channel_keys(org, config, observations, snapshot.period)
-    known = {**(known_states or {}), **_read_log(states, org.id, keys, known_states or {}, absent=True)}
+    # Every channel's entries in one batch (it was one read per channel), before the first claim.
+    known = _read_log(states, org.id, _channel_keys(org, config, observations, snapshot.period), {}, absent=True)
     for channel_name in org.channels:
         # Claimed alerts not yet recorded: released on any provable failure, so the stream retry can send
         # them at once instead of waiting for the claims to lapse.
@@ -402,17 +397,6 @@ def channel_observations(channel: ChannelConfig, observations: list[Observation]
     if channel.type == "pagerduty":
         return [*observations, *last_month(observations, period)]
     return observations
-
-
-def log_keys(snapshot: Snapshot, config: SpendwatchConfig, *, now: datetime) -> list[str]:
-    """The notification-log keys `process_snapshot` reads for this snapshot when the rules see it without
-    history: what a caller can read ahead, while the history is read, for `known_states`. (History adds
-    or drops a few keys: a failing-source streak, a spike baseline, a runway; those are read after.)"""
-    try:
-        org = config.organization(snapshot.org_id)
-    except KeyError:
-        return []
-    return _channel_keys(org, config, evaluate(snapshot, org, now=now), snapshot.period)
 
 
 def _channel_keys(
