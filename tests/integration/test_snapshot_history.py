@@ -11,6 +11,7 @@ from decimal import Decimal
 from typing import Any
 
 import boto3
+from botocore.exceptions import ClientError
 
 from spendwatch.alerter.app import AlerterApp
 from spendwatch.aws.store import AlertStateStore, SnapshotStore, from_attribute_map, to_attribute_map
@@ -272,3 +273,72 @@ def test_history_read_is_a_few_kilobytes(pipeline: LocalPipeline) -> None:
     snapshots = sum(size for k, size in sizes.items() if k.startswith("SNAP#"))
     assert summaries / 64 < 250
     assert summaries < 16_000 < snapshots
+
+
+HEALTH_CONFIG = """
+organizations:
+  - id: sim
+    name: Simulated Org
+    channels: [slack, ops]
+    rules:
+      spike: {enabled: false}
+      budget: {enabled: false}
+      forecast: {enabled: false}
+      health: {failing_polls: 3}
+channels:
+  slack: {type: slack}
+  ops: {type: slack}
+"""
+
+
+def test_alerter_reads_every_channels_log_in_one_batch(pipeline: LocalPipeline) -> None:
+    """The notification-log entries a record decides on, the keys its history brings included (a
+    failing-source streak), are read in one batch for all its channels; each alert is still sent once per
+    channel, however often the record is delivered."""
+    mid = NOW + timedelta(days=18)
+    store = SnapshotStore(pipeline.tables["SnapshotsTable"])
+    states = AlertStateStore(pipeline.tables["AlertStateTable"])
+    write_polls(pipeline, [snapshot(mid - timedelta(hours=h), failed=("projects",)) for h in (2, 1)])
+    reads: list[list[str]] = []
+
+    def seen(params: dict[str, Any], **_: Any) -> None:
+        reads.append([k["sk"]["S"] for table in params["RequestItems"].values() for k in table["Keys"]])
+
+    states._client.meta.events.register("provide-client-params.dynamodb.BatchGetItem", seen)
+    captured: dict[str, Capture] = {}
+    config = parse_config(HEALTH_CONFIG, "t.yaml")
+    app = AlerterApp(
+        config=lambda: config,
+        states=states,
+        sender_for=lambda remaining: lambda name, channel: captured.setdefault(name, Capture(name)),
+        now=lambda: mid,
+        snapshots=store,
+    )
+    current = snapshot(mid, failed=("projects",))
+    store.put_snapshot(current, expires_at=2_000_000_000)
+    record = {"eventName": "INSERT", "dynamodb": {"NewImage": to_attribute_map(current.to_item(expires_at=1))}}
+    app.handle_record(record)
+
+    [keys] = reads
+    assert {k.rsplit("#", 1)[1] for k in keys} == {"slack", "ops"}, "one read for both channels"
+    assert {"ALERT#health.source#projects#ops", "ALERT#health.source#projects#slack"} <= set(keys)
+    for name in ("slack", "ops"):
+        [message] = captured[name].sent
+        assert 'Data source "projects" failed 3 polls in a row' in message.text
+
+    app.handle_record(record)  # redelivered: decided on the states recorded above, nothing sent again
+    assert [len(captured[name].sent) for name in ("slack", "ops")] == [1, 1]
+
+
+def test_store_client_leaves_validation_to_dynamodb_and_a_malformed_request_still_fails(
+    pipeline: LocalPipeline,
+) -> None:
+    """The store's client skips botocore's client-side parameter check (its cost per request): a request
+    DynamoDB cannot take still fails, as DynamoDB's own ValidationException."""
+    store = SnapshotStore(pipeline.tables["SnapshotsTable"])
+    try:
+        store._client.query(KeyConditionExpression="pk = :pk", Limit=0)  # type: ignore[call-arg]
+    except ClientError as exc:  # botocore would raise ParamValidationError (no TableName, Limit < 1)
+        assert exc.response["Error"]["Code"] == "ValidationException", exc.response["Error"]
+    else:
+        raise AssertionError("a Query without a table must fail")

@@ -624,3 +624,24 @@ def test_alerting_admin_key_rotation_sends_the_promised_cleared_message() -> Non
     assert len(texts) == 2
     assert "The OpenAI admin key expires in 5" in texts[0]
     assert "The OpenAI admin key no longer expires soon (it has no expiry date)" in texts[1]
+
+
+class CountingStates(MemoryStates):
+    def __init__(self) -> None:
+        super().__init__()
+        self.reads: list[list[str]] = []
+
+    def get_many(self, org_id: str, keys: list[str]) -> dict[str, AlertState]:
+        self.reads.append(list(keys))
+        return super().get_many(org_id, keys)
+
+
+def test_alerting_reads_every_channels_log_in_one_batch() -> None:
+    cfg = config(channels="[slack, ops]")
+    states, senders = CountingStates(), Senders()
+    run(snap("430"), states, senders, cfg)
+    assert len(states.reads) == 1 and {k.rsplit("#", 1)[1] for k in states.reads[0]} == {"slack", "ops"}
+    assert [len(senders.messages(n)) for n in ("slack", "ops")] == [1, 1]
+    run(snap("460"), states, senders, cfg)
+    assert len(states.reads) == 2
+    assert [len(senders.messages(n)) for n in ("slack", "ops")] == [1, 1], "80% sent, 90% is no new threshold"

@@ -12,7 +12,7 @@ needs no message (a resolve with `send_resolved` off) is claimed and recorded wi
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from functools import partial
@@ -168,7 +168,10 @@ def process_snapshot(
     observations = evaluate(snapshot, org, history=earlier, now=moment)
     if not observations:
         return outcome
-    policies = {obs.rule_id: policy_for(obs.rule_id, org, config, moment) for obs in observations}
+    # Once per rule, not per observation (a snapshot has dozens of health.source ones).
+    policies = {rule: policy_for(rule, org, config, moment) for rule in dict.fromkeys(o.rule_id for o in observations)}
+    # Every channel's entries in one batch (it was one read per channel), before the first claim.
+    known = _read_log(states, org.id, _channel_keys(org, config, observations, snapshot.period), {}, absent=True)
     for channel_name in org.channels:
         # Claimed alerts not yet recorded: released on any provable failure, so the stream retry can send
         # them at once instead of waiting for the claims to lapse.
@@ -179,9 +182,7 @@ def process_snapshot(
             _claim_due(
                 org,
                 channel_name,
-                [*observations, *last_month(observations, snapshot.period)]
-                if channel.type == "pagerduty"
-                else observations,
+                channel_observations(channel, observations, snapshot.period),
                 policies=channel_policies(channel, policies),
                 routes=partial(routed, channel),
                 states=states,
@@ -189,6 +190,7 @@ def process_snapshot(
                 outcome=outcome,
                 pending=pending,
                 lease_s=lease_s() if lease_s is not None else None,
+                known=known,
             )
             if not pending:
                 continue
@@ -310,6 +312,7 @@ def _claim_due(
     pending: list[_Due],
     lease_s: int | None,
     routes: Callable[[Observation, AlertState | None], bool] = lambda obs, prior: True,
+    known: Mapping[str, AlertState | None] | None = None,
 ) -> None:
     """Decide every alert on one channel; claim those with a change; record the silent ones at once.
 
@@ -319,8 +322,8 @@ def _claim_due(
     skipped; a claim held by another invocation raises `ClaimBusyError`.
     """
     expires_at = int(moment.timestamp()) + ALERT_STATE_RETENTION_DAYS * 86400
-    keyed: dict[str, Observation] = {f"{obs.key}#{channel_name}": obs for obs in observations}
-    previous = states.get_many(org.id, list(keyed))
+    keyed: dict[str, Observation] = {log_key(obs, channel_name): obs for obs in observations}
+    previous = _read_log(states, org.id, list(keyed), known or {})
     for key, obs in keyed.items():
         prior = previous.get(key)
         if not routes(obs, prior):
@@ -364,6 +367,47 @@ def _claim_due(
             else:
                 pending.append(_Due(key, alert, decision.resend))
             break
+
+
+def _read_log(
+    states: NotificationLog,
+    org_id: str,
+    keys: list[str],
+    known: Mapping[str, AlertState | None],
+    *,
+    absent: bool = False,
+) -> dict[str, AlertState | None]:
+    """The entries of `keys`: those in `known` as read there, the others read now (one batch); with
+    `absent`, a key read and not found maps to None."""
+    found: dict[str, AlertState | None] = {key: state for key in keys if (state := known.get(key)) is not None}
+    unread = [key for key in keys if key not in known]
+    if unread:
+        read = states.get_many(org_id, unread)
+        found.update({key: read.get(key) for key in unread} if absent else read)
+    return found
+
+
+def log_key(obs: Observation, channel_name: str) -> str:
+    """An alert's notification-log key on one channel."""
+    return f"{obs.key}#{channel_name}"
+
+
+def channel_observations(channel: ChannelConfig, observations: list[Observation], period: str) -> list[Observation]:
+    """What is decided on a channel: the snapshot's observations, and on PagerDuty last month's too."""
+    if channel.type == "pagerduty":
+        return [*observations, *last_month(observations, period)]
+    return observations
+
+
+def _channel_keys(
+    org: OrganizationConfig, config: SpendwatchConfig, observations: list[Observation], period: str
+) -> list[str]:
+    keys: list[str] = []
+    for channel_name in org.channels:
+        channel = config.channels.get(channel_name)
+        if channel is not None:
+            keys += [log_key(obs, channel_name) for obs in channel_observations(channel, observations, period)]
+    return keys
 
 
 def channel_policies(channel: ChannelConfig, policies: dict[str, NotifyPolicy]) -> dict[str, NotifyPolicy]:
