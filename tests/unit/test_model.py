@@ -325,3 +325,30 @@ def test_model_validation_error_pickles() -> None:
         Limits.model_validate({})
     again = pickle.loads(pickle.dumps(caught.value))  # noqa: S301 - our own bytes
     assert again.errors() == caught.value.errors()
+
+
+def test_model_end_of_text_keeps_a_leading_bracket_a_member_of_its_class() -> None:
+    from spendwatch.core.model import end_of_text
+
+    assert end_of_text(r"^[]$a]+$") == r"^[]$a]+\Z"
+    assert end_of_text(r"^[^]$]+$") == r"^[^]$]+\Z"
+    assert end_of_text(r"^a\$[\]$]$") == r"^a\$[\]$]\Z"
+
+
+class Loose(BaseModel):
+    flag: bool | None = None
+    seconds: float | None = None
+
+
+def test_model_numbers_past_any_range_are_validation_errors_not_crashes() -> None:
+    assert problems(Loose, {"flag": 10**400}) == [(("flag",), "bool_parsing")]
+    assert problems(Loose, {"seconds": 10**400}) == [(("seconds",), "finite_number")]
+    assert problems(Loose, {"seconds": Decimal("sNaN")}) == [(("seconds",), "finite_number")]
+
+
+class Dated(BaseModel):
+    date: date | None = None  # a field named like the type it holds: the annotation means the type
+
+
+def test_model_annotation_names_resolve_in_the_module_before_the_class() -> None:
+    assert Dated(date="2026-12-01").date == date(2026, 12, 1)

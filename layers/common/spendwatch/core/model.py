@@ -467,7 +467,9 @@ def _own_hints(klass: type[BaseModel]) -> dict[str, Any]:
             code = _ANNOTATION_CODE.get(written)
             if code is None:
                 code = _ANNOTATION_CODE.setdefault(written, compile(written, "<annotation>", "eval"))
-            value = eval(code, module, names)  # noqa: S307 - the class's own annotation, as typing evaluates it
+            # Module names first, then the class's own, as typing does: in `date: date | None = None` the
+            # annotation's `date` is the type, not the field's default.
+            value = eval(code, names, module)  # noqa: S307 - the class's own annotation
         cached[name] = type(None) if value is None else value
     type.__setattr__(klass, "__spendwatch_hints__", cached)
     return cached
@@ -835,14 +837,16 @@ def end_of_text(pattern: str) -> str:
     matches before a final line break, which would let "name\\n" through a one-line pattern."""
     out: list[str] = []
     escaped = in_class = False
-    for char in pattern:
+    class_start = -1  # where the open class's members start: a `]` there is a member, not its end
+    for index, char in enumerate(pattern):
         if escaped:
             escaped = False
         elif char == "\\":
             escaped = True
         elif char == "[" and not in_class:
             in_class = True
-        elif char == "]" and in_class:
+            class_start = index + 2 if pattern[index + 1 : index + 2] == "^" else index + 1
+        elif char == "]" and in_class and index != class_start:
             in_class = False
         elif char == "$" and not in_class:
             out.append(r"\Z")
@@ -853,6 +857,14 @@ def end_of_text(pattern: str) -> str:
 
 _TRUE = frozenset({"true", "t", "yes", "y", "on", "1"})
 _FALSE = frozenset({"false", "f", "no", "n", "off", "0"})
+
+
+def _finite(value: int | float | Decimal) -> bool:
+    """Whether a number is finite, without raising: a signalling NaN raises when compared, and an int past
+    a float's range raises in `math.isfinite`."""
+    if isinstance(value, Decimal):
+        return value.is_finite()
+    return isinstance(value, int) or math.isfinite(value)
 
 
 def _boolean(*, strict: bool) -> Validate:
@@ -867,8 +879,7 @@ def _boolean(*, strict: bool) -> Validate:
                 return text in _TRUE
             raise _error("bool_parsing", "Input should be a valid boolean, unable to interpret input", value)
         if isinstance(value, int | float | Decimal):
-            finite = value.is_finite() if isinstance(value, Decimal) else math.isfinite(value)
-            if finite and value in (0, 1):
+            if _finite(value) and value in (0, 1):
                 return bool(value)
             raise _error("bool_parsing", "Input should be a valid boolean, unable to interpret input", value)
         raise _error("bool_type", "Input should be a valid boolean", value)
@@ -918,7 +929,12 @@ def _floating(value: Any) -> Any:
     if isinstance(value, bool):
         raise _error("float_type", "Input should be a valid number", value)
     if isinstance(value, int | Decimal):
-        return float(value)
+        if not _finite(value):
+            raise _error("finite_number", "Input should be a finite number", value)
+        try:
+            return float(value)
+        except OverflowError:
+            raise _error("finite_number", "Input should be a finite number", value) from None
     if isinstance(value, str):
         try:
             if not value.isascii():  # float() reads any script's digits; pydantic reads ASCII only
