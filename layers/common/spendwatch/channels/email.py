@@ -198,6 +198,82 @@ def unknown_reason(exc: Exception) -> str:
     return "read_timeout" if "ReadTimeout" in name else "tls_after_send" if name == "SSLError" else "connection_reset"
 
 
+def _ses_error(code: str, status: object) -> SesError:
+    error = classify_ses(code)
+    if isinstance(status, int) and status >= 500 and not error.retryable:
+        # An HTML or empty 5xx gives botocore no error code ("503"): it is SES failing, not refusing.
+        return SesError(f"http_{status}", True)
+    return error
+
+
+def call_with_retries(
+    name: str,
+    service: str,
+    call: Callable[[], object],
+    classify: Callable[[str, object], SesError],
+    *,
+    did: str,
+    refused: str,
+    attempts: int,
+    call_budget_s: float,
+    remaining_s: Callable[[], float],
+    sleep: Callable[[float], None],
+    counted: Callable[[], None],
+) -> None:
+    """One AWS API call (SES's SendEmail, SNS's Publish) with the three delivery outcomes.
+
+    Retried with backoff while the error proves nothing was delivered and time is left; a gateway timeout
+    or a request that went out without an answer is an unknown outcome, never retried here (`did`: what
+    the service may have done); a refusal is permanent. `classify` names an API error from its code and
+    HTTP status.
+    """
+    from botocore.exceptions import BotoCoreError, ClientError  # noqa: PLC0415
+
+    attempt = 0
+    while True:
+        attempt += 1
+        if remaining_s() < call_budget_s:
+            # A call that outlives the invocation would fail the whole batch; fail this record instead.
+            raise DeliveryError(
+                name, f"too little time left for an {service} call (out_of_time)", retryable=True, reason="out_of_time"
+            )
+        counted()
+        try:
+            call()
+            return
+        except ClientError as exc:
+            status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+            if status == 504:
+                raise DeliveryUnknownError(
+                    name, f"{service}'s gateway timed out (http_504); {service} may have {did} it", reason="http_504"
+                ) from None
+            error = classify(str(exc.response.get("Error", {}).get("Code", "error")), status)
+        except BotoCoreError as exc:  # endpoint unreachable, read timeout, no credentials
+            classified = classify_botocore(exc)
+            if classified is None:
+                reason = unknown_reason(exc)
+                raise DeliveryUnknownError(
+                    name,
+                    f"{service} did not answer after the request was sent ({reason}); it may have {did} the "
+                    "message, so it is not retried now",
+                    reason=reason,
+                ) from None
+            error = classified
+        if not error.retryable:
+            raise DeliveryError(
+                name, f"{service} {refused} the message ({error.code})", retryable=False, reason=error.code
+            )
+        wait = float(2 ** (attempt - 1))
+        if attempt >= attempts or wait + call_budget_s >= remaining_s():
+            raise DeliveryError(
+                name,
+                f"{service} unavailable ({error.code}) after {attempt} attempt(s)",
+                retryable=True,
+                reason=error.code,
+            )
+        sleep(wait)
+
+
 class EmailSender:
     """Sends through Amazon SES v2 `SendEmail` (Simple content: text + HTML) from a verified identity.
 
@@ -258,8 +334,6 @@ class EmailSender:
             self._send_one(self._recipients[start : start + self._chunk], subject, text, html_body)
 
     def _send_one(self, to: Sequence[str], subject: str, text: str, html_body: str) -> None:
-        from botocore.exceptions import BotoCoreError, ClientError  # noqa: PLC0415
-
         kwargs: dict[str, Any] = {
             "FromEmailAddress": self._sender,
             "Destination": {"ToAddresses": list(to)},
@@ -275,54 +349,24 @@ class EmailSender:
         }
         if self._configuration_set:
             kwargs["ConfigurationSetName"] = self._configuration_set
-        attempt = 0
-        while True:
-            attempt += 1
-            if self._remaining_s() < self._call_budget_s:
-                # A call that outlives the invocation would fail the whole batch; fail this record instead.
-                raise DeliveryError(
-                    self.name,
-                    "too little time left for an SES call (out_of_time)",
-                    retryable=True,
-                    reason="out_of_time",
-                )
-            self.calls += 1
-            try:
-                if self._client is None:
-                    self._client = self._client_factory()
-                self._client.send_email(**kwargs)
-                return
-            except ClientError as exc:
-                if exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") == 504:
-                    raise DeliveryUnknownError(
-                        self.name, "SES's gateway timed out (http_504); SES may have accepted it", reason="http_504"
-                    ) from None
-                error = classify_ses(str(exc.response.get("Error", {}).get("Code", "error")))
-                status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
-                if isinstance(status, int) and status >= 500 and not error.retryable:
-                    # An HTML or empty 5xx gives botocore no error code ("503"): it is SES failing, not refusing.
-                    error = SesError(f"http_{status}", True)
-            except BotoCoreError as exc:  # endpoint unreachable, read timeout, no credentials
-                classified = classify_botocore(exc)
-                if classified is None:
-                    reason = unknown_reason(exc)
-                    raise DeliveryUnknownError(
-                        self.name,
-                        f"SES did not answer after the request was sent ({reason}); it may have accepted the "
-                        "message, so it is not retried now",
-                        reason=reason,
-                    ) from None
-                error = classified
-            if not error.retryable:
-                raise DeliveryError(
-                    self.name, f"SES rejected the message ({error.code})", retryable=False, reason=error.code
-                )
-            wait = float(2 ** (attempt - 1))
-            if attempt >= self._max_attempts or wait + self._call_budget_s >= self._remaining_s():
-                raise DeliveryError(
-                    self.name,
-                    f"SES unavailable ({error.code}) after {attempt} attempt(s)",
-                    retryable=True,
-                    reason=error.code,
-                )
-            self._sleep(wait)
+        call_with_retries(
+            self.name,
+            "SES",
+            lambda: self._api().send_email(**kwargs),
+            _ses_error,
+            did="accepted",
+            refused="rejected",
+            attempts=self._max_attempts,
+            call_budget_s=self._call_budget_s,
+            remaining_s=self._remaining_s,
+            sleep=self._sleep,
+            counted=self._count_call,
+        )
+
+    def _api(self) -> SESV2Client:
+        if self._client is None:
+            self._client = self._client_factory()
+        return self._client
+
+    def _count_call(self) -> None:
+        self.calls += 1

@@ -26,12 +26,11 @@ from spendwatch.channels.email import (
     SES_CONNECT_TIMEOUT_S,
     SES_READ_TIMEOUT_S,
     SesError,
-    classify_botocore,
-    unknown_reason,
+    call_with_retries,
 )
 from spendwatch.channels.webhook import webhook_payload
 from spendwatch.core.alerts import RULE_SECTION, SEVERITIES, Message, severity_of
-from spendwatch.core.errors import DeliveryError, DeliveryUnknownError
+from spendwatch.core.errors import DeliveryError
 from spendwatch.core.redact import scrub, scrub_data
 from spendwatch.core.text import neutralize
 
@@ -185,56 +184,28 @@ class SnsSender:
         self.calls = 0
 
     def send(self, message: Message) -> None:
-        from botocore.exceptions import BotoCoreError, ClientError  # noqa: PLC0415
-
         request = sns_publish_request(message, now=datetime.fromtimestamp(self._clock(), UTC))
         request = {**scrub_data(request), "Subject": scrub(request["Subject"], shapes=False)}
         if len(request["Message"].encode()) > MAX_MESSAGE_BYTES:
             raise DeliveryError(self.name, "the message is over SNS's 256 KB", retryable=False, reason="error")
-        attempt = 0
-        while True:
-            attempt += 1
-            if self._remaining_s() < self._call_budget_s:
-                raise DeliveryError(
-                    self.name,
-                    "too little time left for an SNS call (out_of_time)",
-                    retryable=True,
-                    reason="out_of_time",
-                )
-            self.calls += 1
-            try:
-                if self._client is None:
-                    self._client = self._client_factory()
-                self._client.publish(TopicArn=self._topic_arn, **request)
-                return
-            except ClientError as exc:
-                status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
-                if status == 504:
-                    raise DeliveryUnknownError(
-                        self.name, "SNS's gateway timed out (http_504); SNS may have published it", reason="http_504"
-                    ) from None
-                error = classify_sns(str(exc.response.get("Error", {}).get("Code", "error")), status)
-            except BotoCoreError as exc:
-                classified = classify_botocore(exc)
-                if classified is None:
-                    reason = unknown_reason(exc)
-                    raise DeliveryUnknownError(
-                        self.name,
-                        f"SNS did not answer after the request was sent ({reason}); it may have published the "
-                        "message, so it is not retried now",
-                        reason=reason,
-                    ) from None
-                error = classified
-            if not error.retryable:
-                raise DeliveryError(
-                    self.name, f"SNS refused the message ({error.code})", retryable=False, reason=error.code
-                )
-            wait = float(2 ** (attempt - 1))
-            if attempt >= self._max_attempts or wait + self._call_budget_s >= self._remaining_s():
-                raise DeliveryError(
-                    self.name,
-                    f"SNS unavailable ({error.code}) after {attempt} attempt(s)",
-                    retryable=True,
-                    reason=error.code,
-                )
-            self._sleep(wait)
+        call_with_retries(
+            self.name,
+            "SNS",
+            lambda: self._api().publish(TopicArn=self._topic_arn, **request),
+            classify_sns,
+            did="published",
+            refused="refused",
+            attempts=self._max_attempts,
+            call_budget_s=self._call_budget_s,
+            remaining_s=self._remaining_s,
+            sleep=self._sleep,
+            counted=self._count_call,
+        )
+
+    def _api(self) -> SNSClient:
+        if self._client is None:
+            self._client = self._client_factory()
+        return self._client
+
+    def _count_call(self) -> None:
+        self.calls += 1
